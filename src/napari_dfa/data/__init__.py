@@ -1,0 +1,1 @@
+"""Data: synthetic H&E generator, scribbles, input checks, crop sampling and augmentation."""

@@ -1,0 +1,114 @@
+"""The DFA segmenter: backbone -> FPN pixel decoder -> DFA transformer decoder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from napari_dfa.model.backbone import build_backbone
+from napari_dfa.model.config import ModelConfig
+from napari_dfa.model.decoder import DFADecoder
+from napari_dfa.model.focal_bias import FocalBias
+from napari_dfa.model.pixel_decoder import FPNPixelDecoder
+
+__all__ = ["DIVISOR", "DFASegmenter", "SegmenterOutput"]
+
+DIVISOR = 32  # input sides must be multiples of this (the coarsest stride)
+
+
+@dataclass
+class SegmenterOutput:
+    """Class logits at stride 4 (per decoder layer, or the final one only; last = final)
+    and, on request, per-layer attention maps ``(B, heads, K, h_l, w_l)``."""
+
+    layer_logits: list[torch.Tensor]
+    attention: list[torch.Tensor] = field(default_factory=list)
+
+    @property
+    def logits(self) -> torch.Tensor:
+        return self.layer_logits[-1]
+
+
+class DFASegmenter(nn.Module):
+    """Mask2Former-style semantic segmenter with one query per class and the DFA bias.
+
+    ``forward`` takes RGB in ``[0, 1]`` shaped ``(B, 3, H, W)`` with ``H`` and ``W``
+    multiples of 32, normalises it with the model's own mean/std, and returns logits at
+    stride 4. :meth:`predict_logits` handles any size and returns full-resolution logits.
+    """
+
+    def __init__(self, config: ModelConfig, backbone_weights: str | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.backbone = build_backbone(
+            config.backbone, config.backbone_channels, config.backbone_blocks, backbone_weights
+        )
+        self.pixel_decoder = FPNPixelDecoder(self.backbone.out_channels, config.hidden_dim, config.mask_dim)
+        focal_bias = FocalBias(
+            config.prior, config.bias_placement, config.bias_init, config.bias_learnable, config.bias_tau
+        )
+        self.decoder = DFADecoder(
+            num_classes=config.num_classes,
+            dim=config.hidden_dim,
+            mask_dim=config.mask_dim,
+            heads=config.num_heads,
+            layers=config.dec_layers,
+            ffn_dim=config.ffn_dim,
+            window_cells=config.window_cells,
+            mask_threshold=config.mask_threshold,
+            focal_bias=focal_bias,
+        )
+        self.register_buffer("mean", torch.tensor(config.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(config.std).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def focal_bias(self) -> FocalBias:
+        """The DFA bias module (owned by the decoder)."""
+        return self.decoder.focal_bias
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        return_attn: bool = False,
+        all_layers: bool | None = None,
+        points: torch.Tensor | None = None,
+    ) -> SegmenterOutput:
+        """Logits at stride 4: of every decoder layer when ``all_layers`` (default: in
+        training mode, for deep supervision), else of the final layer only.
+
+        With ``points`` (``(B, P, 2)``, x/y in ``[-1, 1]``), every layer's logits at
+        those points, ``(B, K, P)``, for the point-sampled training loss."""
+        if x.shape[-1] % DIVISOR or x.shape[-2] % DIVISOR:
+            raise ValueError(f"input sides must be multiples of {DIVISOR}, got {tuple(x.shape[-2:])}")
+        x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+        feats = self.backbone(x)
+        mask_features, memory = self.pixel_decoder(feats)
+        logits, attn = self.decoder(
+            memory, mask_features, return_attn=return_attn, all_layers=all_layers, points=points
+        )
+        return SegmenterOutput(logits, attn)
+
+    def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Final-layer logits ``(B, K, H, W)`` at input resolution, for any ``H, W``."""
+        h, w = x.shape[-2:]
+        padded = pad_to_multiple(x, DIVISOR)
+        logits = self.forward(padded).logits
+        logits = F.interpolate(logits, size=padded.shape[-2:], mode="bilinear", align_corners=False)
+        return logits[..., :h, :w]
+
+
+def pad_to_multiple(x: torch.Tensor, m: int) -> torch.Tensor:
+    """Pad the last two dims at the bottom/right to multiples of ``m`` (reflect if possible)."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % m, (-w) % m
+    if not ph and not pw:
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
