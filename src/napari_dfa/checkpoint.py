@@ -60,6 +60,7 @@ def save_model(model, folder: str | Path, training: dict[str, Any] | None = None
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; a model folder is an ordinary folder
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT_NAME})
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         if folder.exists():

@@ -95,7 +95,8 @@ def _read_pairs(images: str, labels: str, ignore_index, num_classes: int | None)
 def cmd_train(args) -> int:
     from napari_dfa.checkpoint import save_model
     from napari_dfa.data.labels import label_values_for, parse_ignore_index
-    from napari_dfa.train import TrainConfig, fine_tune, run_to_end
+    from napari_dfa.train import TrainConfig, run_to_end
+    from napari_dfa.trainers import start_training
 
     ignore = parse_ignore_index(args.ignore_index)
     classes = _classes_arg(args.classes)
@@ -120,10 +121,11 @@ def cmd_train(args) -> int:
     )
     print(f"training on {len(data)} image(s), classes: {', '.join(classes)}", file=sys.stderr)
     progress = ProgressLine()
-    gen = fine_tune(
+    gen = start_training(
         [img for _, img, _ in data],
         [lab for _, _, lab in data],
-        class_names=classes,
+        classes,
+        loss=args.loss,
         init=init,
         config=cfg,
         label_values=label_values_for(len(classes), ignore),
@@ -192,16 +194,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--labels", required=True, help="label file or folder; pairs with images by file stem")
     t.add_argument("--out", required=True, help="model folder to write (model.safetensors + config.json)")
     t.add_argument("--classes", help="class names for label values 1..K (or 0..K-1), comma-separated")
-    t.add_argument("--ignore-index", default="0", help="'0': label 0 = unlabeled (default); 'none': every value is a class")
+    t.add_argument("--ignore-index", default="0", help="'0': label 0 = unlabeled (default); '255': 255 = unlabeled, classes 0..K-1; 'none': every value is a class")
     t.add_argument("--init", help="start from a model folder, or 'default' for the shipped model")
     t.add_argument("--bias", choices=["query", "key", "none"], help="DFA bias placement (default: query)")
     t.add_argument("--bias-init", choices=["neg_log_freq", "log_freq", "zero"], help="bias initialisation")
     t.add_argument("--frozen-bias", action="store_true", help="keep the bias at its prior (not learned)")
+    t.add_argument(
+        "--loss",
+        default="plain",
+        choices=["plain", "inverse_freq", "median_freq", "effective_number", "focal", "logit_adjust", "cdb"],
+        help="loss: plain CE + Dice (default, the DFA recipe) or a class-imbalance baseline",
+    )
     t.add_argument("--steps", type=int, default=300, help="optimisation steps (default 300)")
     t.add_argument("--max-minutes", type=float, help="wall-time budget in minutes")
     t.add_argument("--batch-size", type=int, default=8)
     t.add_argument("--crop-size", type=int, default=256)
-    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--lr", type=float, help="learning rate (default 1e-3 from scratch, 1e-4 with --init)")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_train)

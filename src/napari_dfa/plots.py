@@ -61,7 +61,7 @@ def save_overlay(
         ax.axis("off")
     handles = [Patch(color=c, label=nm) for nm, c in zip(class_names, colors)]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.tight_layout(rect=(0, 0.07, 1, 0.97))
     path = Path(path)
     fig.savefig(path)
     plt.close(fig)

@@ -47,7 +47,7 @@ class TrainConfig:
     batch_size: int = 8
     crop_size: int = 256
     num_points: int = 2048  # annotated points per crop in the loss (Mask2Former-style)
-    lr: float = 1e-3
+    lr: float | None = None  # default: 1e-3 from scratch, 1e-4 when fine-tuning a model
     weight_decay: float = 1e-4
     bias_lr_mult: float = 10.0
     warmup_frac: float = 0.05
@@ -265,7 +265,8 @@ def fine_tune(
     sampler = CropSampler(data, k, cfg.crop_size, cfg.class_balanced, cfg.augment, seed=cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     groups = _param_groups(model, cfg)
-    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    base_lr = cfg.lr if cfg.lr is not None else (1e-3 if init is None else 1e-4)
+    opt = torch.optim.AdamW(groups, lr=base_lr, weight_decay=cfg.weight_decay)
     use_amp = cfg.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
@@ -286,7 +287,7 @@ def fine_tune(
             progress = max(progress, elapsed / cfg.max_seconds)
         factor = _lr_factor(progress, cfg.warmup_frac)
         for g in opt.param_groups:
-            g["lr"] = cfg.lr * factor * g["lr_mult"]
+            g["lr"] = base_lr * factor * g["lr_mult"]
         x_np, y_np = sampler.batch(cfg.batch_size)
         x = torch.from_numpy(x_np).to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
         y = torch.from_numpy(y_np).to(device, non_blocking=True).long()
@@ -314,7 +315,7 @@ def fine_tune(
             loss=losses[-1],
             bias=tuple(model.focal_bias.bias.detach().cpu().tolist()),
             bias_init=bias_init,
-            lr=cfg.lr * factor,
+            lr=base_lr * factor,
             elapsed=elapsed,
             eta=remaining,
             device=dev_name,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from skimage.color import hed2rgb, rgb2hed
 
-__all__ = ["AugmentConfig", "augment_pair"]
+__all__ = ["AugmentConfig", "augment_pair", "restain", "stain_jitter"]
 
 
 @dataclass
@@ -56,3 +56,13 @@ def stain_jitter(img: np.ndarray, rng: np.random.Generator, sigma: float, bias: 
     alpha = rng.uniform(1 - sigma, 1 + sigma, size=3)
     beta = rng.uniform(-bias, bias, size=3)
     return hed2rgb(hed * alpha + beta).astype(np.float32)
+
+
+def restain(image: np.ndarray, h: float = 1.0, e: float = 1.0, d: float = 0.0) -> np.ndarray:
+    """Simulate another lab's staining: scale haematoxylin/eosin optical densities by
+    ``h``/``e`` and add ``d`` of DAB-like brown; RGB uint8 in and out."""
+    hed = rgb2hed(image[..., :3].astype(np.float32) / 255.0)
+    hed[..., 0] *= h
+    hed[..., 1] *= e
+    hed[..., 2] += d
+    return (np.clip(hed2rgb(hed), 0, 1) * 255 + 0.5).astype(np.uint8)
