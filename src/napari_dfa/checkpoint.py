@@ -130,6 +130,7 @@ def load_model(folder: str | Path, device: str = "cpu"):
         )
     model.load_state_dict(state)
     model.training_summary = config.get("training", {})
+    model.folder = str(folder)
     return model.to(torch.device(device)).eval()
 
 

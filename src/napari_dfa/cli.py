@@ -160,17 +160,55 @@ def cmd_evaluate(args) -> int:
 
 def cmd_predict(args) -> int:
     from napari_dfa.checkpoint import load_model
-    from napari_dfa.data.labels import decode_prediction
-    from napari_dfa.device import resolve_device
-    from napari_dfa.io.files import read_image, write_image
-    from napari_dfa.predict import predict_image
+    from napari_dfa.infer.engine import EngineConfig, segment
+    from napari_dfa.infer.export import export_labels
+    from napari_dfa.io.images import open_image
+    from napari_dfa.train import run_to_end
 
-    model = load_model(args.model, device=str(resolve_device(args.device)))
-    image = read_image(args.input)
-    pred = decode_prediction(predict_image(model, image), model.config.label_values)
-    out = write_image(args.out, pred)
-    counts = {n: int((pred == v).sum()) for n, v in zip(model.config.class_names, model.config.label_values)}
-    print(f"wrote {out} ({pred.shape[1]}x{pred.shape[0]}); pixels per class: {counts}", file=sys.stderr)
+    out = Path(args.out)
+    suffix = out.suffix.lower()
+    if suffix not in (".zarr", ".png", ".tif", ".tiff"):
+        raise DFAError(f"--out {out}: use a .zarr store (any size), or .tif / .png")
+    model = load_model(args.model, device="cpu")
+    pyramid = open_image(args.input)
+    cfg = EngineConfig(
+        tile=args.tile,
+        halo=args.halo,
+        batch_size=args.batch_size,
+        device=args.device,
+        tissue_detection=not args.no_tissue_detection,
+        probabilities=args.probabilities,
+        overwrite=args.overwrite,
+    )
+    client = None
+    if args.scheduler:
+        try:
+            from distributed import Client
+        except ImportError as exc:
+            raise DFAError("--scheduler needs dask.distributed: pip install distributed") from exc
+        client = Client(args.scheduler)
+    store_path = out if suffix == ".zarr" else out.with_name(out.name + ".zarr")
+    progress = ProgressLine()
+
+    def show(ev) -> None:
+        progress(
+            f"tiles {ev.done}/{ev.total} ({ev.skipped} background, {ev.resumed} resumed)  "
+            f"{ev.mpx_per_s:.2f} MP/s  ~{ev.eta:.0f}s left  ({ev.device})",
+            ev.fraction,
+        )
+
+    try:
+        result = run_to_end(segment(pyramid, model, store_path, cfg, level=args.level, client=client), show)
+    finally:
+        if client is not None:
+            client.close()
+    progress(f"segmented {result.shape[1]}x{result.shape[0]} px in {result.elapsed:.0f}s", 1.0, final=True)
+    if suffix != ".zarr":
+        export_labels(result.path, out)
+        import shutil
+
+        shutil.rmtree(result.path, ignore_errors=True)
+    print(f"wrote {out}", file=sys.stderr)
     return 0
 
 
@@ -225,8 +263,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("predict", help="segment an image")
     r.add_argument("--model", required=True)
-    r.add_argument("input", help="image file")
-    r.add_argument("--out", required=True, help="output label image (.png or .tif)")
+    r.add_argument("input", help="image: TIFF/OME-TIFF/SVS, zarr/OME-Zarr, PNG or JPEG")
+    r.add_argument("--out", required=True, help="output: .zarr (label pyramid, any size), .tif or .png")
+    r.add_argument("--level", type=int, default=0, help="pyramid level to segment (0 = full resolution)")
+    r.add_argument("--tile", type=int, default=2048, help="output chunk side in px (multiple of 32)")
+    r.add_argument("--halo", type=int, default=32, help="context around each chunk in px (multiple of 32)")
+    r.add_argument("--batch-size", type=int, default=0, help="windows per forward (0 = auto)")
+    r.add_argument("--no-tissue-detection", action="store_true", help="segment background chunks too")
+    r.add_argument("--probabilities", choices=["uint8", "float16"], help="also store per-class probabilities")
+    r.add_argument("--overwrite", action="store_true", help="replace an existing result at --out")
+    r.add_argument("--scheduler", help="dask.distributed scheduler address: run the chunks on that cluster")
     r.add_argument("--device", default="auto")
     r.set_defaults(func=cmd_predict)
 

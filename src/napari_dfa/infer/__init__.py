@@ -1,0 +1,1 @@
+"""Tiled inference over big images: geometry, tissue detection, output stores, engine."""

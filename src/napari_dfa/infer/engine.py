@@ -1,0 +1,344 @@
+"""Streaming tiled inference: dask/zarr image in -> zarr label pyramid out.
+
+>>> gen = segment(image, model, "out.zarr", EngineConfig(tile=2048))
+>>> for ev in gen:        # TileProgress: tiles done/total, MP/s, ETA; gen.close() cancels
+...     print(ev.done, ev.total, ev.mpx_per_s)
+
+Reads run ahead on a thread pool (pinned host memory and non-blocking copies on CUDA),
+the model runs on batches of same-shaped windows, and results are written behind the
+compute by a second pool, so peak memory depends on the tile size, not the slide size.
+See :mod:`napari_dfa.infer.tiling` for the geometry and :mod:`napari_dfa.infer.store`
+for crash safety and resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import time
+from collections import deque
+from collections.abc import Generator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from napari_dfa.errors import InputError
+from napari_dfa.infer.store import SegmentationStore
+from napari_dfa.infer.tiling import blend_weights, chunk_grid, subtiles
+from napari_dfa.infer.tissue import TissueDetector
+
+__all__ = ["EngineConfig", "SegmentResult", "TileProgress", "model_fingerprint", "segment"]
+
+
+@dataclass
+class EngineConfig:
+    """Options of :func:`segment`.
+
+    Attributes:
+        tile: output chunk side (px); the unit of work, writing and resuming.
+        halo: context (px) read around each chunk; >= the model's effective receptive
+            field makes chunk seams invisible (multiple of 32).
+        batch_size: windows per forward; 0 = 1 on the CPU, 4 on a GPU.
+        device: ``auto`` / ``cpu`` / ``cuda`` / ``mps``.
+        amp: bf16 autocast on CUDA.
+        tissue_detection: skip chunks without tissue (label 0 there).
+        min_tissue_fraction: a chunk with less tissue than this is skipped.
+        probabilities: also write per-class probabilities: ``None``, ``"uint8"`` or ``"float16"``.
+        max_window: split windows larger than this into overlapping sub-tiles blended with
+            ``blend`` weights and ``overlap`` (0 = never split).
+        read_ahead: windows read ahead of the compute.
+        overwrite: replace an existing result / interrupted run at the output path.
+        pyramid: build the label (and probability) pyramid at the end.
+    """
+
+    tile: int = 2048
+    halo: int = 32
+    batch_size: int = 0
+    device: str = "auto"
+    amp: bool = True
+    tissue_detection: bool = True
+    min_tissue_fraction: float = 0.01
+    probabilities: str | None = None
+    max_window: int = 0
+    blend: str = "cosine"
+    overlap: float = 0.25
+    read_workers: int = 3
+    read_ahead: int = 6
+    write_workers: int = 2
+    overwrite: bool = False
+    pyramid: bool = True
+
+
+@dataclass(frozen=True)
+class TileProgress:
+    done: int
+    total: int
+    skipped: int
+    resumed: int
+    mpx_per_s: float
+    elapsed: float
+    eta: float
+    device: str
+
+    @property
+    def fraction(self) -> float:
+        return self.done / max(self.total, 1)
+
+
+@dataclass
+class SegmentResult:
+    path: Path
+    shape: tuple[int, int]
+    tiles: int
+    skipped: int
+    resumed: int
+    elapsed: float
+    mpx_per_s: float
+    device: str
+
+
+def model_fingerprint(model) -> str:
+    """SHA-256 of the model's config and weights (identifies a run for resuming)."""
+    h = hashlib.sha256(json.dumps(model.config.to_dict(), sort_keys=True).encode())
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
+def _as_levels(image):
+    """-> (levels, pixel_size, source description)."""
+    from napari_dfa.io.images import ImagePyramid, open_image
+
+    if isinstance(image, (str, Path)):
+        image = open_image(image)
+    if isinstance(image, ImagePyramid):
+        return image.levels, image.pixel_size, image.path
+    if isinstance(image, (list, tuple)):
+        return list(image), None, "array"
+    return [image], None, "array"
+
+
+def _scale_for(arr) -> float:
+    """Factor mapping the input's values to [0, 255] (decided once, for the whole image)."""
+    dt = np.dtype(arr.dtype)
+    if dt == np.uint8:
+        return 1.0
+    if dt == np.uint16:
+        return 1.0 / 257.0
+    if np.issubdtype(dt, np.floating):
+        return 255.0  # floats are taken as [0, 1] (napari's convention for float RGB)
+    raise InputError(f"image dtype {dt} is not supported; use 8-bit RGB (or uint16 / float in [0, 1])")
+
+
+def _read_window(arr, chunk, scale: float) -> np.ndarray:
+    win = arr[chunk.wy0 : chunk.wy1, chunk.wx0 : chunk.wx1, :3]
+    if hasattr(win, "compute"):
+        win = win.compute(scheduler="synchronous")
+    win = np.asarray(win)
+    if win.dtype != np.uint8:
+        if not np.isfinite(win).all():
+            raise InputError(
+                f"the image has NaN/inf pixels in the region y {chunk.wy0}:{chunk.wy1}, "
+                f"x {chunk.wx0}:{chunk.wx1}; fix or mask them first"
+            )
+        win = np.clip(win.astype(np.float32) * scale + 0.5, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(win)
+
+
+class _Predictor:
+    """Runs the model on batches of windows and turns logits into chunk outputs."""
+
+    def __init__(self, model, device, cfg: EngineConfig) -> None:
+        import torch
+
+        self.torch = torch
+        self.model = model.to(device).eval()
+        self.device = device
+        self.cfg = cfg
+        self.amp = cfg.amp and device.type == "cuda"
+        lut = np.zeros(256, np.uint8)
+        lut[1 : model.num_classes + 1] = model.config.label_values
+        self.lut = torch.from_numpy(lut).to(device)
+
+    def logits(self, x):
+        cfg = self.cfg
+        h, w = x.shape[-2:]
+        if not cfg.max_window or max(h, w) <= cfg.max_window:
+            return self.model.predict_logits(x).float()
+        torch = self.torch
+        acc = torch.zeros(x.shape[0], self.model.num_classes, h, w, device=x.device)
+        wsum = torch.zeros(1, 1, h, w, device=x.device)
+        for y0, y1, x0, x1 in subtiles((h, w), cfg.max_window, cfg.overlap):
+            wt = torch.from_numpy(blend_weights((y1 - y0, x1 - x0), cfg.blend)).to(x.device)
+            acc[..., y0:y1, x0:x1] += self.model.predict_logits(x[..., y0:y1, x0:x1]).float() * wt
+            wsum[..., y0:y1, x0:x1] += wt
+        return acc / wsum
+
+    def __call__(self, chunks, windows):
+        torch = self.torch
+        batch = torch.from_numpy(np.stack(windows))
+        if self.device.type == "cuda":
+            batch = batch.pin_memory()
+        x = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+        out = []
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            logits = self.logits(x)
+            for i, c in enumerate(chunks):
+                lg = logits[i][(slice(None), *c.core)]
+                labels = self.lut[lg.argmax(0) + 1].cpu().numpy()
+                probs = None
+                if self.cfg.probabilities:
+                    p = lg.softmax(0)
+                    if self.cfg.probabilities == "uint8":
+                        p = (p * 255.0).round().to(torch.uint8)
+                    else:
+                        p = p.to(torch.float16)
+                    probs = p.cpu().numpy()
+                out.append((labels, probs))
+        return out
+
+
+def segment(
+    image,
+    model,
+    out: str | Path | None = None,
+    config: EngineConfig | None = None,
+    level: int = 0,
+    client=None,
+) -> Generator[TileProgress, None, SegmentResult]:
+    """Segment ``image`` (path, :class:`~napari_dfa.io.images.ImagePyramid`, dask or
+    numpy ``(H, W, 3)``) at pyramid ``level`` into the zarr store ``out``.
+
+    ``out=None`` writes to a new temporary folder. With a dask.distributed ``client``
+    the chunks run on the cluster's workers (see :mod:`napari_dfa.infer.distributed`).
+    Closing the generator cancels within one batch and leaves an unfinished
+    ``OUT.partial`` that a rerun resumes.
+    """
+    from napari_dfa.data.images import check_image
+    from napari_dfa.device import describe_device, resolve_device
+
+    cfg = config or EngineConfig()
+    levels, pixel_size, source = _as_levels(image)
+    if not 0 <= level < len(levels):
+        raise InputError(f"pyramid level {level} does not exist; this image has levels 0..{len(levels) - 1}")
+    arr = check_image(levels[level], "image")
+    scale = _scale_for(arr)
+    h, w = int(arr.shape[0]), int(arr.shape[1])
+    if pixel_size and level:
+        pixel_size = pixel_size * (levels[0].shape[0] / h)
+    chunks = chunk_grid((h, w), cfg.tile, cfg.halo)
+    device = resolve_device(cfg.device)
+    tissue = TissueDetector.from_levels(levels, min_fraction=cfg.min_tissue_fraction) if cfg.tissue_detection else None
+    if out is None:
+        out = Path(tempfile.mkdtemp(prefix="napari-dfa-")) / "segmentation.zarr"
+    run = {
+        "input": str(source),
+        "level": level,
+        "shape": [h, w],
+        "dtype": str(arr.dtype),
+        "model": model_fingerprint(model),
+        "tile": cfg.tile,
+        "halo": cfg.halo,
+        "probabilities": cfg.probabilities,
+        "tissue_threshold": None if tissue is None else round(tissue.threshold, 6),
+        "min_tissue_fraction": cfg.min_tissue_fraction if tissue else None,
+        "max_window": cfg.max_window,
+        "blend": [cfg.blend, cfg.overlap] if cfg.max_window else None,
+        "bf16": bool(cfg.amp and device.type == "cuda"),
+    }
+    store = SegmentationStore(out, (h, w), cfg.tile, model.num_classes, run, cfg.probabilities, cfg.overwrite)
+    meta = {
+        "class_names": model.config.class_names,
+        "class_colors": model.config.class_colors,
+        "label_values": model.config.label_values,
+        "pixel_size_um": pixel_size,
+        "engine": asdict(cfg),
+    }
+    dev_name = describe_device(device)
+    if client is not None:
+        from napari_dfa.infer.distributed import run_on_cluster
+
+        return (yield from run_on_cluster(client, image, level, model, store, chunks, cfg, tissue, meta, pixel_size))
+
+    todo = [c for c in chunks if not store.is_done(c.index)]
+    total, resumed = len(chunks), store.resumed
+    bs = cfg.batch_size or (4 if device.type == "cuda" else 1)
+    predictor = _Predictor(model, device, cfg)
+    readers = ThreadPoolExecutor(max(1, cfg.read_workers), thread_name_prefix="dfa-read")
+    writers = ThreadPoolExecutor(max(1, cfg.write_workers), thread_name_prefix="dfa-write")
+
+    def read(c):
+        win = _read_window(arr, c, scale)
+        return c, win, (tissue is None or tissue.is_tissue(win))
+
+    reads: deque = deque()
+    writes: deque = deque()
+    queue = iter(todo)
+    done, skipped, px = resumed, 0, 0
+    t0 = time.perf_counter()
+
+    def refill() -> None:
+        while len(reads) < max(cfg.read_ahead, bs):
+            c = next(queue, None)
+            if c is None:
+                return
+            reads.append(readers.submit(read, c))
+
+    def progress() -> TileProgress:
+        el = time.perf_counter() - t0
+        rate = px / el / 1e6 if el > 0 else 0.0
+        new_done = done - resumed
+        eta = el / new_done * (total - done) if new_done else 0.0
+        return TileProgress(done, total, skipped, resumed, rate, el, eta, dev_name)
+
+    def flush(batch):
+        nonlocal done, px
+        results = predictor([c for c, _ in batch], [win for _, win in batch])
+        for (c, _), (labels, probs) in zip(batch, results):
+            writes.append(writers.submit(store.write, c, labels, probs))
+            px += c.pixels
+        while len(writes) > 2 * bs + cfg.write_workers:
+            writes.popleft().result()
+        done += len(batch)
+
+    completed = False
+    try:
+        refill()
+        batch: list = []
+        while reads:
+            c, win, is_tissue = reads.popleft().result()
+            refill()
+            if not is_tissue:
+                store.mark_done(c.index)  # nothing to write: the fill value is 0 (no tissue)
+                done += 1
+                skipped += 1
+                px += c.pixels
+                yield progress()
+                continue
+            if batch and (win.shape != batch[0][1].shape or len(batch) >= bs):
+                flush(batch)
+                batch = []
+                yield progress()
+            batch.append((c, win))
+        if batch:
+            flush(batch)
+            yield progress()
+        while writes:
+            writes.popleft().result()
+        completed = True
+    finally:
+        for f in reads:
+            f.cancel()
+        readers.shutdown(wait=True, cancel_futures=True)
+        for f in writes:  # let started writes finish so their markers are consistent
+            f.exception()
+        writers.shutdown(wait=True)
+    if not completed:  # pragma: no cover - only reachable through exceptions above
+        raise RuntimeError("segmentation did not complete")
+    path = store.finalize(meta, pixel_size, cfg.pyramid)
+    el = time.perf_counter() - t0
+    return SegmentResult(path, (h, w), total, skipped, resumed, el, px / el / 1e6 if el else 0.0, dev_name)

@@ -1,0 +1,85 @@
+"""Writing multiscale outputs (OME-Zarr style) lazily, chunk by chunk.
+
+Label levels are downsampled by the **mode** of each 2 x 2 block (ties: the first
+value in raster order), never by averaging class ids; probability levels by the mean.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["build_pyramid", "mean_downsample2", "mode_downsample2", "multiscales_attrs"]
+
+
+def _pad_even(a: np.ndarray, axes: tuple[int, int]) -> np.ndarray:
+    pad = [(0, 0)] * a.ndim
+    for ax in axes:
+        pad[ax] = (0, a.shape[ax] % 2)
+    return np.pad(a, pad, mode="edge") if any(p[1] for p in pad) else a
+
+
+def mode_downsample2(block: np.ndarray) -> np.ndarray:
+    """2 x 2 block mode of a 2-D label image (output ``ceil(h/2) x ceil(w/2)``)."""
+    b = _pad_even(block, (0, 1))
+    h, w = b.shape[0] // 2, b.shape[1] // 2
+    v = b.reshape(h, 2, w, 2).transpose(0, 2, 1, 3).reshape(h, w, 4)
+    counts = (v[..., :, None] == v[..., None, :]).sum(-1)  # (h, w, 4): votes for each candidate
+    pick = counts.argmax(-1)
+    return np.take_along_axis(v, pick[..., None], -1)[..., 0].astype(block.dtype)
+
+
+def mean_downsample2(block: np.ndarray) -> np.ndarray:
+    """2 x 2 block mean over the last two axes (for probabilities)."""
+    b = _pad_even(block, (block.ndim - 2, block.ndim - 1)).astype(np.float32)
+    h, w = b.shape[-2] // 2, b.shape[-1] // 2
+    m = b.reshape(*b.shape[:-2], h, 2, w, 2).mean(axis=(-3, -1))
+    if np.issubdtype(block.dtype, np.integer):
+        m = np.round(m)
+    return m.astype(block.dtype)
+
+
+def build_pyramid(group, name: str, kind: str = "labels", min_side: int = 512, chunk: int = 512) -> int:
+    """Add levels ``name/1, name/2, ...`` below ``name/0`` until the image fits
+    ``min_side``. Returns the number of levels (including level 0)."""
+    import dask.array as da
+    import zarr
+
+    fn = mode_downsample2 if kind == "labels" else mean_downsample2
+    level = 0
+    while True:
+        src = group[f"{name}/{level}"]
+        h, w = src.shape[-2:]
+        if max(h, w) <= min_side:
+            return level + 1
+        arr = da.from_zarr(src)
+        lead = arr.shape[:-2]
+        arr = arr.rechunk((*lead, 2 * chunk, 2 * chunk))
+        out_chunks = (*arr.chunks[:-2], tuple((c + 1) // 2 for c in arr.chunks[-2]),
+                      tuple((c + 1) // 2 for c in arr.chunks[-1]))
+        down = arr.map_blocks(fn, chunks=out_chunks, dtype=arr.dtype)
+        target = zarr.create_array(
+            store=group.store,
+            name=f"{group.path + '/' if group.path else ''}{name}/{level + 1}",
+            shape=down.shape,
+            chunks=(*lead, chunk, chunk),
+            dtype=down.dtype,
+            fill_value=0,
+            overwrite=True,
+        )
+        down.store(target, lock=False)
+        level += 1
+
+
+def multiscales_attrs(name: str, n_levels: int, pixel_size: float | None, channel_axis: bool = False) -> dict:
+    """OME-NGFF 0.5 ``multiscales`` metadata for ``n_levels`` 2x levels."""
+    unit = "micrometer" if pixel_size else None
+    base = float(pixel_size) if pixel_size else 1.0
+    axes = [{"name": "c", "type": "channel"}] if channel_axis else []
+    for ax in ("y", "x"):
+        axes.append({"name": ax, "type": "space", **({"unit": unit} if unit else {})})
+    datasets = []
+    for i in range(n_levels):
+        s = base * 2**i
+        scale = ([1.0] if channel_axis else []) + [s, s]
+        datasets.append({"path": str(i), "coordinateTransformations": [{"type": "scale", "scale": scale}]})
+    return {"ome": {"version": "0.5", "multiscales": [{"name": name, "axes": axes, "datasets": datasets}]}}

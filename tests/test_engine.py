@@ -1,0 +1,152 @@
+import json
+
+import dask.array as da
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from napari_dfa.data.synthetic import generate_tissue
+from napari_dfa.errors import DFAError
+from napari_dfa.infer.engine import EngineConfig, segment
+from napari_dfa.model import DFASegmenter, ModelConfig
+from napari_dfa.train import run_to_end
+
+SMALL = dict(backbone_channels=[8, 16, 16, 24], backbone_blocks=[1, 1, 1, 1], hidden_dim=16, mask_dim=8,
+             num_heads=2, dec_layers=3, ffn_dim=32)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return DFASegmenter(ModelConfig(class_names=["a", "b", "c"], **SMALL)).eval()
+
+
+@pytest.fixture(scope="module")
+def image():
+    return generate_tissue((300, 420), seed=5).image
+
+
+def _cfg(**kw):
+    base = dict(tile=96, halo=96, device="cpu", tissue_detection=False, read_workers=2)
+    base.update(kw)
+    return EngineConfig(**base)
+
+
+def _labels(path):
+    return zarr.open_group(str(path), mode="r")["labels/0"][:]
+
+
+def test_tiled_equals_whole_image_forward(model, image, tmp_path):
+    res = run_to_end(segment(image, model, tmp_path / "out.zarr", _cfg()))
+    tiled = _labels(res.path)
+    with torch.inference_mode():
+        whole = model.predict_logits(torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255)[0]
+    expected = whole.argmax(0).numpy() + 1
+    assert tiled.shape == image.shape[:2] and tiled.dtype == np.uint8
+    assert (tiled == expected).mean() > 0.995
+    assert res.tiles == 4 * 5 and res.path.name == "out.zarr"
+    attrs = dict(zarr.open_group(str(res.path), mode="r").attrs)["napari_dfa"]
+    assert attrs["complete"] and attrs["class_names"] == ["a", "b", "c"]
+
+
+def test_any_chunking_and_dask_input_give_the_same_result(model, image, tmp_path):
+    a = _labels(run_to_end(segment(image, model, tmp_path / "a", _cfg())).path)
+    lazy = da.from_array(image, chunks=(37, 53, 3))
+    b = _labels(run_to_end(segment(lazy, model, tmp_path / "b", _cfg())).path)
+    assert np.array_equal(a, b)
+
+
+def test_blended_subtiles_match_single_windows(model, image, tmp_path):
+    def probs(name, **kw):
+        res = run_to_end(segment(image, model, tmp_path / name, _cfg(tile=192, halo=64, probabilities="float16", **kw)))
+        return zarr.open_group(str(res.path), mode="r")["probabilities/0"][:].astype(np.float32)
+
+    single = probs("a")
+    for blend in ("cosine", "gaussian"):
+        blended = probs(f"b_{blend}", max_window=160, overlap=0.5, blend=blend)
+        assert np.abs(blended - single).mean() < 0.01
+        assert (blended.argmax(0) == single.argmax(0)).mean() > 0.9
+
+
+def test_probabilities_and_pyramid(image, tmp_path):
+    from napari_dfa.sample import load_default_model
+
+    res = run_to_end(segment(image, load_default_model(), tmp_path / "p", _cfg(probabilities="uint8")))
+    g = zarr.open_group(str(res.path), mode="r")
+    p = g["probabilities/0"][:]
+    assert p.shape == (5, 300, 420) and p.dtype == np.uint8
+    assert np.abs(p.astype(int).sum(0) - 255).max() <= 3  # softmax sums to 1
+    top2 = np.sort(p.astype(int), axis=0)[-2:]
+    clear = top2[1] - top2[0] >= 2  # uint8 rounding can only flip near-ties
+    assert clear.mean() > 0.9
+    assert np.array_equal((p.argmax(0) + 1)[clear], g["labels/0"][:][clear])
+    ms = g["labels"].attrs["ome"]["multiscales"][0]["datasets"]
+    assert [d["path"] for d in ms] == ["0"]  # 420 px fits one level with min_side 512
+
+
+def test_cancel_leaves_no_complete_store_and_resume_is_identical(model, image, tmp_path):
+    ref = _labels(run_to_end(segment(image, model, tmp_path / "ref", _cfg())).path)
+    out = tmp_path / "run.zarr"
+    gen = segment(image, model, out, _cfg())
+    events = [next(gen) for _ in range(3)]
+    gen.close()  # cancel
+    assert not out.exists()
+    partial = tmp_path / "run.zarr.partial"
+    assert partial.exists()
+    assert not json.loads((partial / "zarr.json").read_text())["attributes"]["napari_dfa"]["complete"]
+    assert events[-1].done == 3 and events[-1].total == 20
+    events2 = []
+    res = run_to_end(segment(image, model, out, _cfg()), events2.append)
+    assert res.resumed >= 3 and events2[0].resumed >= 3
+    assert np.array_equal(_labels(res.path), ref)
+    assert not partial.exists()
+
+
+def test_existing_outputs_are_protected(model, image, tmp_path):
+    other = tmp_path / "mine.zarr"
+    other.mkdir()
+    (other / "notes.txt").write_text("precious")
+    with pytest.raises(DFAError, match="not a napari-dfa segmentation"):
+        next(segment(image, model, other, _cfg()))
+    assert (other / "notes.txt").read_text() == "precious"
+    done = run_to_end(segment(image, model, tmp_path / "done.zarr", _cfg())).path
+    with pytest.raises(DFAError, match="--overwrite"):
+        next(segment(image, model, done, _cfg()))
+    run_to_end(segment(image, model, done, _cfg(overwrite=True)))
+    # an interrupted run with other settings is not silently mixed in
+    gen = segment(image, model, tmp_path / "x.zarr", _cfg())
+    next(gen)
+    gen.close()
+    with pytest.raises(DFAError, match="different input, model or settings"):
+        next(segment(image, model, tmp_path / "x.zarr", _cfg(halo=32)))
+
+
+def test_tissue_detection_skips_glass(model, tmp_path):
+    img = np.full((256, 512, 3), 245, np.uint8)  # glass
+    img[:, :256] = generate_tissue((256, 256), seed=1).image
+    res = run_to_end(segment(img, model, tmp_path / "t", _cfg(tile=128, halo=0, tissue_detection=True)))
+    assert res.skipped == 4 and res.tiles == 8
+    lab = _labels(res.path)
+    assert (lab[:, 256:] == 0).all() and (lab[:, :256] > 0).all()
+
+
+def test_uint16_and_float_inputs(model, image, tmp_path):
+    ref = _labels(run_to_end(segment(image, model, tmp_path / "u8", _cfg())).path)
+    u16 = image.astype(np.uint16) * 257
+    f32 = image.astype(np.float32) / 255
+    assert (_labels(run_to_end(segment(u16, model, tmp_path / "u16", _cfg())).path) == ref).mean() > 0.999
+    assert (_labels(run_to_end(segment(f32, model, tmp_path / "f32", _cfg())).path) == ref).mean() > 0.999
+
+
+@pytest.mark.slow
+def test_distributed_equals_local(model, image, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    local = _labels(run_to_end(segment(image, model, tmp_path / "local", _cfg())).path)
+    lazy = da.from_array(image, chunks=(128, 128, 3))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc, \
+            distributed.Client(lc) as client:
+        res = run_to_end(segment(lazy, model, tmp_path / "dist", _cfg(), client=client))
+        pids = client.run(lambda: __import__("os").getpid())
+    assert len(pids) == 2
+    assert np.array_equal(_labels(res.path), local)

@@ -1,0 +1,131 @@
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+from napari_dfa._reader import get_reader
+from napari_dfa.errors import InputError
+from napari_dfa.io.images import open_image
+from napari_dfa.io.pyramid import mean_downsample2, mode_downsample2, multiscales_attrs
+
+
+@pytest.fixture
+def rgb():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 255, (600, 520, 3), dtype=np.uint8)
+
+
+def _write_ome_tiff(path, rgb, pixel_size=0.5):
+    with tifffile.TiffWriter(path, bigtiff=True) as tw:
+        opts = dict(tile=(128, 128), photometric="rgb", compression="zlib")
+        tw.write(rgb, subifds=2, metadata={"axes": "YXS", "PhysicalSizeX": pixel_size, "PhysicalSizeY": pixel_size},
+                 **opts)
+        tw.write(rgb[::2, ::2], subfiletype=1, **opts)
+        tw.write(rgb[::4, ::4], subfiletype=1, **opts)
+
+
+def test_pyramidal_ome_tiff(tmp_path, rgb):
+    path = tmp_path / "slide.ome.tif"
+    _write_ome_tiff(path, rgb)
+    pyr = open_image(path)
+    assert [lv.shape for lv in pyr.levels] == [(600, 520, 3), (300, 260, 3), (150, 130, 3)]
+    assert pyr.pixel_size == pytest.approx(0.5)
+    assert np.array_equal(np.asarray(pyr.levels[1][10:20, 30:40]), rgb[::2, ::2][10:20, 30:40])
+    assert hasattr(pyr.levels[0], "dask")  # lazy
+
+
+def test_svs_style_mpp(tmp_path, rgb):
+    path = tmp_path / "scan.svs"
+    tifffile.imwrite(path, rgb, photometric="rgb", tile=(128, 128),
+                     description="Aperio Image Library v12 |AppMag = 20|MPP = 0.2520|")
+    assert open_image(path).pixel_size == pytest.approx(0.252)
+
+
+def test_ome_zarr_multiscales(tmp_path, rgb):
+    path = tmp_path / "slide.zarr"
+    g = zarr.open_group(str(path), mode="w", zarr_format=3)
+    chw = np.moveaxis(rgb, -1, 0)
+    for i in range(3):
+        g.create_array(str(i), data=chw[:, :: 2**i, :: 2**i], chunks=(3, 128, 128))
+    g.attrs.update(multiscales_attrs("image", 3, 0.25, channel_axis=True))
+    pyr = open_image(path)
+    assert [lv.shape for lv in pyr.levels] == [(600, 520, 3), (300, 260, 3), (150, 130, 3)]
+    assert pyr.pixel_size == pytest.approx(0.25)
+    assert np.array_equal(np.asarray(pyr.levels[2]), rgb[::4, ::4])
+
+
+def test_reader_contribution_returns_multiscale_image(tmp_path, rgb):
+    path = tmp_path / "slide.ome.tif"
+    _write_ome_tiff(path, rgb)
+    reader = get_reader(str(path))
+    assert reader is not None and get_reader(str(tmp_path / "notes.txt")) is None
+    (data, meta, kind), = reader(str(path))
+    assert kind == "image" and meta["multiscale"] and meta["rgb"] and len(data) == 3
+    assert meta["scale"] == (0.5, 0.5)
+
+
+def test_reader_opens_a_segmentation_as_labels(tmp_path):
+    import torch
+
+    from napari_dfa.infer.engine import EngineConfig, segment
+    from napari_dfa.model import DFASegmenter, ModelConfig
+    from napari_dfa.train import run_to_end
+
+    torch.manual_seed(0)
+    model = DFASegmenter(ModelConfig(class_names=["x", "y"], backbone_channels=[8, 8, 8, 8], hidden_dim=16,
+                                     mask_dim=8, num_heads=2, dec_layers=3, ffn_dim=16,
+                                     class_colors=["#ff0000", "#00ff00"])).eval()
+    img = np.random.default_rng(1).integers(0, 255, (1100, 300, 3), dtype=np.uint8)
+    res = run_to_end(segment(img, model, tmp_path / "seg.zarr", EngineConfig(tile=256, halo=32, device="cpu",
+                                                                              tissue_detection=False,
+                                                                              probabilities="uint8")))
+    layers = get_reader(str(res.path))(str(res.path))
+    data, meta, kind = layers[0]
+    assert kind == "labels" and meta["multiscale"] and len(data) == 3  # 1100 -> 550 -> 275 (<= 512)
+    assert data[1].shape == (550, 150)
+    assert meta["colormap"][1] == "#ff0000" and meta["features"]["class"] == ["background", "x", "y"]
+    assert [m["name"] for _, m, _ in layers[1:]] == ["P(x)", "P(y)"]
+
+
+def test_unsupported_and_missing_files(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        open_image(tmp_path / "nope.tif")
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(b"not a tiff at all")
+    with pytest.raises(InputError, match="cannot read"):
+        open_image(bad)
+    other = tmp_path / "x.bmp"
+    other.write_bytes(b"BM")
+    with pytest.raises(InputError, match="unsupported format"):
+        open_image(other)
+
+
+def test_stack_is_refused(tmp_path):
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, np.zeros((5, 64, 64, 3), np.uint8), photometric="rgb", metadata={"axes": "ZYXS"})
+    with pytest.raises(InputError, match="one 2-D RGB plane"):
+        open_image(path)
+
+
+def test_mode_downsampling_never_averages_class_ids():
+    lab = np.array([[1, 1, 3, 2],
+                    [1, 3, 3, 3],
+                    [2, 4, 5, 5]], np.uint8)
+    out = mode_downsample2(lab)
+    assert out.shape == (2, 2)
+    assert out.tolist() == [[1, 3], [2, 5]]
+    assert set(np.unique(out)) <= set(np.unique(lab))
+    p = np.array([[[0, 10], [20, 30]]], np.uint8)
+    assert mean_downsample2(p).tolist() == [[[15]]]
+
+
+def test_export_tif_and_png(tmp_path):
+    import imageio.v3 as iio
+
+    from napari_dfa.infer.export import export_labels
+
+    g = zarr.open_group(str(tmp_path / "s.zarr"), mode="w", zarr_format=3)
+    lab = np.random.default_rng(0).integers(0, 4, (700, 900), dtype=np.uint8)
+    g.create_array("labels/0", data=lab, chunks=(256, 256))
+    assert np.array_equal(tifffile.imread(export_labels(tmp_path / "s.zarr", tmp_path / "o.tif")), lab)
+    assert np.array_equal(iio.imread(export_labels(tmp_path / "s.zarr", tmp_path / "o.png")), lab)
