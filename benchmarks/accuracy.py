@@ -82,7 +82,7 @@ def parse_method(method: str):
     raise SystemExit(f"unknown method {method}")
 
 
-def train_and_predict(method, train_imgs, train_labs, test_imgs, classes, steps, seed, batch, crop):
+def train_and_predict(method, train_imgs, train_labs, test_imgs, classes, steps, seed, batch, crop, init="default"):
     if method == "rf":
         from rf_anchor import rf_fit_predict
 
@@ -95,14 +95,19 @@ def train_and_predict(method, train_imgs, train_labs, test_imgs, classes, steps,
     from napari_dfa.train import TrainConfig, run_to_end
     from napari_dfa.trainers import start_training
 
-    loss, placement, init, learnable = parse_method(method)
+    loss, placement, bias_init, learnable = parse_method(method)
     cfg = TrainConfig(
         steps=steps, batch_size=batch, crop_size=crop, seed=seed, device="auto",
-        bias_placement=placement, bias_init=init, bias_learnable=learnable,
+        bias_placement=placement, bias_init=bias_init, bias_learnable=learnable,
     )
+    start = None
+    if init == "default":
+        from napari_dfa.sample import load_default_model
+
+        start = load_default_model()
     torch.manual_seed(seed)
     t0 = time.time()
-    res = run_to_end(start_training(train_imgs, train_labs, classes, loss=loss, config=cfg))
+    res = run_to_end(start_training(train_imgs, train_labs, classes, loss=loss, init=start, config=cfg))
     elapsed = time.time() - t0
     fb = res.model.focal_bias
     extra = {
@@ -126,10 +131,11 @@ def cmd_run(args) -> None:
         for line in out.read_text().splitlines():
             r = json.loads(line)
             done.add((r["dataset"], r["regime"], r["method"], r["fold"], r["seed"]))
-    for ds in args.datasets:
-        ids, images, masks, classes = load_dataset(ds)
-        folds = folds_by_image(ids, args.k)
-        for seed in args.seeds:
+    loaded = {ds: load_dataset(ds) for ds in args.datasets}
+    for seed in args.seeds:  # seed-major: a partial run still compares every method
+        for ds in args.datasets:
+            ids, images, masks, classes = loaded[ds]
+            folds = folds_by_image(ids, args.k)
             for regime in args.regimes:
                 for f, test_ids in enumerate(folds):
                     train_ids = [i for i in ids if i not in test_ids]
@@ -142,12 +148,12 @@ def cmd_run(args) -> None:
                             labs = annotations(train_ids, masks, regime, args.fraction, seed, ids)
                         preds, secs, extra = train_and_predict(
                             method, [images[i] for i in train_ids], labs, [images[i] for i in test_ids],
-                            classes, args.steps, seed, args.batch, args.crop,
+                            classes, args.steps, seed, args.batch, args.crop, args.init,
                         )
                         s = dataset_scores(preds, [masks[i] for i in test_ids], len(classes), classes)
                         rec = {
                             "dataset": ds, "regime": regime, "method": method, "fold": f, "seed": seed,
-                            "steps": args.steps, "batch": args.batch, "crop": args.crop,
+                            "steps": args.steps, "batch": args.batch, "crop": args.crop, "init": args.init,
                             "train_seconds": round(secs, 1),
                             "annotated_px": int(sum((lab > 0).sum() for lab in labs)),
                             "labelled_px": int(sum((masks[i] > 0).sum() for i in train_ids)),
@@ -182,6 +188,7 @@ def main() -> None:
     r.add_argument("--batch", type=int, default=8)
     r.add_argument("--crop", type=int, default=256)
     r.add_argument("--fraction", type=float, default=0.02)
+    r.add_argument("--init", default="default", help="'default' (shipped model) or 'none' (from scratch)")
     r.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "accuracy.jsonl"))
     r.set_defaults(func=cmd_run)
     p = sub.add_parser("report")

@@ -233,7 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="model folder to write (model.safetensors + config.json)")
     t.add_argument("--classes", help="class names for label values 1..K (or 0..K-1), comma-separated")
     t.add_argument("--ignore-index", default="0", help="'0': label 0 = unlabeled (default); '255': 255 = unlabeled, classes 0..K-1; 'none': every value is a class")
-    t.add_argument("--init", help="start from a model folder, or 'default' for the shipped model")
+    t.add_argument(
+        "--init",
+        default="default",
+        help="start from 'default' (the shipped model, pretrained on synthetic H&E; the default), "
+        "a model folder, or 'none' (from scratch)",
+    )
     t.add_argument("--bias", choices=["query", "key", "none"], help="DFA bias placement (default: query)")
     t.add_argument("--bias-init", choices=["neg_log_freq", "log_freq", "zero"], help="bias initialisation")
     t.add_argument("--frozen-bias", action="store_true", help="keep the bias at its prior (not learned)")
@@ -247,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-minutes", type=float, help="wall-time budget in minutes")
     t.add_argument("--batch-size", type=int, default=8)
     t.add_argument("--crop-size", type=int, default=256)
-    t.add_argument("--lr", type=float, help="learning rate (default 1e-3 from scratch, 1e-4 with --init)")
+    t.add_argument("--lr", type=float, help="learning rate (default 1e-4 to continue a model on its own classes, else 1e-3)")
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_train)

@@ -47,7 +47,7 @@ class TrainConfig:
     batch_size: int = 8
     crop_size: int = 256
     num_points: int = 2048  # annotated points per crop in the loss (Mask2Former-style)
-    lr: float | None = None  # default: 1e-3 from scratch, 1e-4 when fine-tuning a model
+    lr: float | None = None  # default: 1e-4 to continue a model on its own classes, else 1e-3
     weight_decay: float = 1e-4
     bias_lr_mult: float = 10.0
     warmup_frac: float = 0.05
@@ -265,7 +265,8 @@ def fine_tune(
     sampler = CropSampler(data, k, cfg.crop_size, cfg.class_balanced, cfg.augment, seed=cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     groups = _param_groups(model, cfg)
-    base_lr = cfg.lr if cfg.lr is not None else (1e-3 if init is None else 1e-4)
+    continuing = init is not None and list(class_names) == list(init.config.class_names)
+    base_lr = cfg.lr if cfg.lr is not None else (1e-4 if continuing else 1e-3)
     opt = torch.optim.AdamW(groups, lr=base_lr, weight_decay=cfg.weight_decay)
     use_amp = cfg.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16

@@ -153,12 +153,15 @@ class DFADecoder(nn.Module):
         outside = ~valid.repeat(batch, 1).unsqueeze(1)  # (N, 1, S)
         hidden = (probs < self.mask_threshold) | outside
         full = hidden.all(dim=-1, keepdim=True)
-        hidden = torch.where(full, outside.expand(n, k, s), hidden)
-        bias = torch.zeros_like(probs).masked_fill(hidden, float("-inf"))
-        extra = self.focal_bias(probs)
-        if extra is not None:
-            bias = bias + extra
-        return bias.unsqueeze(1)
+        hidden = torch.where(full, outside, hidden)
+        extra = self.focal_bias(probs)  # one new (N, K|1, S) tensor, or None
+        if extra is None:
+            bias = probs.new_zeros(n, k, s)
+        elif extra.shape[1] == 1:
+            bias = extra.expand(n, k, s).contiguous()
+        else:
+            bias = extra
+        return bias.masked_fill_(hidden, float("-inf")).unsqueeze(1)
 
     def _mask_queries(self, tgt: torch.Tensor, b: int, gh: int, gw: int) -> torch.Tensor:
         """Mask embeddings of the query states as a grid ``(B, K * Dm, gh, gw)``."""
