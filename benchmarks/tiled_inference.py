@@ -1,0 +1,222 @@
+"""Tiled inference engine benchmark: speed vs the raw model and MONAI, memory vs slide
+size, seams, tissue detection. Prints JSON.
+
+    python benchmarks/tiled_inference.py [--json OUT] [--device auto] [--sizes 2048 8192 16384]
+
+* ``raw_forward_mpx_s``: the model on in-memory batches of 512x512 tiles (the limit);
+  ``raw_window_mpx_s``: the same on the engine's window shape (tile + 2 halo).
+* ``engine_mpx_s``: zarr in -> zarr label pyramid out, end to end (tissue detection off)
+  on the largest CPU-sized image; ``engine_over_raw`` = engine / raw_forward.
+* ``monai_mpx_s``: MONAI ``sliding_window_inference`` (roi 512, overlap 0.25, gaussian)
+  on the same model and an in-memory image (needs ``monai``).
+* ``peak_rss_mb``: peak resident memory of a fresh process segmenting an N x N zarr image
+  (one process per size), ``rss_16k_over_2k``.
+* ``seam_agreement``: fraction of pixels where the engine (tile 1024, so the 2k image has
+  seams) equals a whole-image forward.
+* ``tissue_speedup``: time without / with tissue detection on a slide that is 60 %
+  glass.
+
+Inputs are written once to a cache folder as zarr (a generated 2048^2 H&E texture tiled
+over the slide; content does not matter for speed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+
+
+def make_zarr(path: Path, size: int, texture: np.ndarray, background: float = 0.0, chunk: int = 512) -> Path:
+    """An N x N x 3 uint8 zarr image tiled with ``texture``; ``background`` of the chunks
+    (whole chunks, in a block at the right side) are glass."""
+    import zarr
+
+    if (path / "zarr.json").exists():
+        return path
+    arr = zarr.create_array(str(path), shape=(size, size, 3), chunks=(chunk, chunk, 3), dtype="uint8",
+                            compressors=zarr.codecs.ZstdCodec(level=1), overwrite=True)
+    th, tw = texture.shape[:2]
+    glass_from = int(round(size * (1 - background) / chunk)) * chunk if background else size
+    for y in range(0, size, chunk):
+        for x in range(0, size, chunk):
+            if x >= glass_from:
+                block = np.full((min(chunk, size - y), min(chunk, size - x), 3), 242, np.uint8)
+            else:
+                ty, tx = y % th, x % tw
+                block = texture[ty : ty + chunk, tx : tx + chunk][: size - y, : size - x]
+            arr[y : y + block.shape[0], x : x + block.shape[1]] = block
+    return path
+
+
+def child(args) -> None:
+    """Run the engine once in this (fresh) process and print JSON with peak RSS."""
+    import resource
+
+    import torch
+
+    from napari_dfa.infer.engine import EngineConfig, segment
+    from napari_dfa.io.images import open_image
+    from napari_dfa.sample import load_default_model
+    from napari_dfa.train import run_to_end
+
+    model = load_default_model()
+    cfg = EngineConfig(tile=args.tile, halo=args.halo, device=args.device, tissue_detection=args.tissue,
+                       overwrite=True)
+    out = Path(args.out)
+    t = time.perf_counter()
+    res = run_to_end(segment(open_image(args.input), model, out, cfg))
+    el = time.perf_counter() - t
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+    print(json.dumps({"seconds": el, "mpx_s": res.shape[0] * res.shape[1] / el / 1e6, "peak_rss_mb": rss,
+                      "peak_gpu_mb": gpu, "skipped": res.skipped, "tiles": res.tiles}))
+
+
+def run_child(inp: Path, out: Path, device: str, tile: int, halo: int, tissue: bool) -> dict:
+    cmd = [sys.executable, __file__, "--child", "--input", str(inp), "--out", str(out), "--device", device,
+           "--tile", str(tile), "--halo", str(halo)] + (["--tissue"] if tissue else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(proc.stderr[-3000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--sizes", nargs="+", type=int, default=None)
+    ap.add_argument("--tile", type=int, default=2048)
+    ap.add_argument("--halo", type=int, default=32)
+    ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "napari-dfa-bench"))
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--input", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    ap.add_argument("--tissue", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(args)
+
+    import torch
+
+    from napari_dfa.data.synthetic import generate_tissue
+    from napari_dfa.device import describe_device, resolve_device
+    from napari_dfa.infer.engine import EngineConfig, segment
+    from napari_dfa.sample import load_default_model
+    from napari_dfa.train import run_to_end
+
+    device = resolve_device(args.device)
+    gpu = device.type == "cuda"
+    sizes = args.sizes or ([2048, 8192, 16384, 40960] if gpu else [2048, 8192, 16384])
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    texture = generate_tissue((2048, 2048), seed=11).image
+    model = load_default_model(device=str(device))
+    result: dict = {"device": describe_device(device), "tile": args.tile, "halo": args.halo}
+
+    # raw model throughput on in-memory tiles
+    amp = gpu
+    def raw(shape, batch, reps):
+        x = torch.from_numpy(np.stack([texture[: shape[0], : shape[1]]] * batch)).to(device)
+        x = x.permute(0, 3, 1, 2).float().div(255)
+        best = float("inf")
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            model.predict_logits(x)
+            for _ in range(reps):
+                if gpu:
+                    torch.cuda.synchronize()
+                t = time.perf_counter()
+                lg = model.predict_logits(x)
+                lg.argmax(1)
+                if gpu:
+                    torch.cuda.synchronize()
+                best = min(best, time.perf_counter() - t)
+        return batch * shape[0] * shape[1] / best / 1e6
+
+    result["raw_forward_mpx_s"] = round(raw((512, 512), 32 if gpu else 8, 5 if gpu else 3), 3)
+    w = min(args.tile + 2 * args.halo, 2048)
+    result["raw_window_mpx_s"] = round(raw((w, w), 4 if gpu else 1, 5 if gpu else 3), 3)
+    print(json.dumps(result), file=sys.stderr, flush=True)
+
+    # engine: zarr in -> zarr out, one fresh process per size (peak RSS)
+    rss, runs = {}, {}
+    for n in sizes:
+        inp = make_zarr(cache / f"slide_{n}.zarr", n, texture)
+        r = run_child(inp, cache / f"out_{n}.zarr", args.device, args.tile, args.halo, tissue=False)
+        runs[n] = r
+        rss[str(n)] = round(r["peak_rss_mb"], 1)
+        print(f"{n}^2: {r}", file=sys.stderr, flush=True)
+    big = max(n for n in sizes if n <= (40960 if gpu else 16384))
+    result["engine_image_px"] = big
+    result["engine_mpx_s"] = round(runs[big]["mpx_s"], 3)
+    result["engine_over_raw"] = round(runs[big]["mpx_s"] / result["raw_forward_mpx_s"], 3)
+    result["peak_rss_mb"] = rss
+    if "16384" in rss and "2048" in rss:
+        result["rss_16k_over_2k"] = round(rss["16384"] / rss["2048"], 3)
+    if gpu:
+        result["peak_gpu_mb"] = {str(n): runs[n]["peak_gpu_mb"] for n in sizes}
+
+    # MONAI sliding window on the same model, in memory
+    try:
+        from monai.inferers import sliding_window_inference
+
+        m = 8192 if gpu else 4096
+        img = np.tile(texture, (m // 2048, m // 2048, 1))
+        x = torch.from_numpy(img).to(device).permute(2, 0, 1)[None].float().div(255)
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            sliding_window_inference(x[..., :1024, :1024], 512, 8, model.predict_logits, overlap=0.25, mode="gaussian")
+            if gpu:
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            out = sliding_window_inference(x, 512, 32 if gpu else 8, model.predict_logits, overlap=0.25,
+                                           mode="gaussian", sw_device=device, device=device)
+            out.argmax(1)
+            if gpu:
+                torch.cuda.synchronize()
+            el = time.perf_counter() - t
+        result["monai_mpx_s"] = round(m * m / el / 1e6, 3)
+        result["monai_over_raw"] = round(result["monai_mpx_s"] / result["raw_forward_mpx_s"], 3)
+        del x, out
+    except ImportError:
+        result["monai_mpx_s"] = None
+
+    # seams: engine with tile 1024 on a 2k image vs one whole-image forward
+    seam_img = generate_tissue((2048, 2048), seed=12).image
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        xx = torch.from_numpy(seam_img).to(device).permute(2, 0, 1)[None].float().div(255)
+        whole = model.predict_logits(xx)[0].argmax(0).cpu().numpy() + 1
+    cfg = EngineConfig(tile=1024, halo=args.halo, device=args.device, tissue_detection=False, overwrite=True)
+    seg = run_to_end(segment(seam_img, model, cache / "seam.zarr", cfg))
+    import zarr
+
+    tiled = zarr.open_group(str(seg.path), mode="r")["labels/0"][:]
+    result["seam_agreement"] = round(float((tiled == whole).mean()), 6)
+    result["seam_tile"] = 1024
+
+    # tissue detection on a slide that is 60 % glass
+    n = 8192
+    inp = make_zarr(cache / f"slide_{n}_bg60.zarr", n, texture, background=0.6)
+    off = run_child(inp, cache / "tissue_off.zarr", args.device, args.tile, args.halo, tissue=False)
+    on = run_child(inp, cache / "tissue_on.zarr", args.device, args.tile, args.halo, tissue=True)
+    result["tissue_seconds_off"] = round(off["seconds"], 2)
+    result["tissue_seconds_on"] = round(on["seconds"], 2)
+    result["tissue_skipped_tiles"] = f"{on['skipped']}/{on['tiles']}"
+    result["tissue_speedup"] = round(off["seconds"] / on["seconds"], 2)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
