@@ -142,3 +142,24 @@ def test_user_mistakes_raise_clear_errors(synth):
         bad = img.astype(np.float32) / 255
         bad[0, 0, 0] = np.nan
         next(fine_tune([bad], [scribbles[0]], list(CLASS_NAMES), config=_cfg()))
+
+
+def test_periodic_checkpoint_and_resume_match_an_uninterrupted_run(synth, tmp_path):
+    train, _, scribbles = synth
+    full = run_to_end(fine_tune([train[0].image], [scribbles[0]], list(CLASS_NAMES), config=_cfg(steps=6))).model
+    ckpt = tmp_path / "ckpt"
+    gen = fine_tune([train[0].image], [scribbles[0]], list(CLASS_NAMES),
+                    config=_cfg(steps=6, checkpoint_every=3, checkpoint_dir=str(ckpt)))
+    for ev in gen:
+        if ev.step == 4:
+            gen.close()  # interrupted after the step-3 checkpoint
+            break
+    assert (ckpt / "train_state.json").is_file() and (ckpt / "model" / "model.safetensors").is_file()
+    res = run_to_end(fine_tune([train[0].image], [scribbles[0]], list(CLASS_NAMES),
+                               config=_cfg(steps=6, resume_from=str(ckpt))))
+    assert res.steps == 6 and len(res.losses) == 6
+    a, b = full.state_dict(), res.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(InputError, match="same classes"):
+        next(fine_tune([train[0].image], [scribbles[0]], ["x", "y", "z", "w", "v"],
+                       config=_cfg(steps=6, resume_from=str(ckpt))))

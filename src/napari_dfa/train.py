@@ -64,6 +64,10 @@ class TrainConfig:
     bias_learnable: bool | None = None
     reset_bias: bool | None = None
     model_overrides: dict[str, Any] = field(default_factory=dict)
+    # periodic training checkpoints (napari_dfa.train_state) and resuming from one
+    checkpoint_every: int = 0
+    checkpoint_dir: str | None = None
+    resume_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,9 @@ class TrainProgress:
     elapsed: float
     eta: float
     device: str
+    # the model being trained (in training mode): lets a caller preview predictions
+    # between steps, in the thread that iterates the generator; never stored or copied
+    model: Any = field(default=None, repr=False, compare=False)
 
     @property
     def fraction(self) -> float:
@@ -258,26 +265,48 @@ def fine_tune(
         raise InputError(
             "there are no annotations (every label pixel is 0 = unlabeled); paint a few strokes per class"
         )
+    annotated = [n for n, c in zip(class_names, counts) if c > 0]
+    if len(annotated) < 2:
+        raise InputError(
+            f"only {annotated[0] if annotated else 'no class'} has annotations; paint a few strokes of at least "
+            "one other class too (a model learns to tell classes apart from examples of each)"
+        )
     prior = frequency_prior(counts)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model = build_start_model(init, class_names, prior, cfg, data, class_colors, label_values).to(device)
     sampler = CropSampler(data, k, cfg.crop_size, cfg.class_balanced, cfg.augment, seed=cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    groups = _param_groups(model, cfg)
     continuing = init is not None and list(class_names) == list(init.config.class_names)
     base_lr = cfg.lr if cfg.lr is not None else (1e-4 if continuing else 1e-3)
+    step, losses, offset = 0, [], 0.0
+    if cfg.resume_from:
+        from napari_dfa.train_state import load_train_state
+
+        model, opt_state, state, rng_state = load_train_state(cfg.resume_from)
+        if list(model.config.class_names) != list(class_names):
+            raise InputError(
+                f"the training checkpoint {cfg.resume_from} has classes {model.config.class_names}, the "
+                f"annotations {list(class_names)}; resume with the same classes"
+            )
+        model = model.to(device)
+        step, losses, offset, base_lr = state["step"], list(state["losses"]), state["elapsed"], state["base_lr"]
+        sampler.rng.bit_generator.state = state["sampler_rng"]
+        gen.set_state(rng_state)
+    else:
+        model = build_start_model(init, class_names, prior, cfg, data, class_colors, label_values).to(device)
+    groups = _param_groups(model, cfg)
     opt = torch.optim.AdamW(groups, lr=base_lr, weight_decay=cfg.weight_decay)
+    if cfg.resume_from:
+        opt.load_state_dict(opt_state)
     use_amp = cfg.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     dev_name = describe_device(device)
     bias_init = tuple(model.focal_bias.bias_init.tolist())
     model.train()
-    losses: list[float] = []
-    t0 = time.perf_counter()
+    t0 = time.perf_counter() - offset
     stopped = "steps"
-    step = 0
+    first_step = step
     while step < cfg.steps:
         elapsed = time.perf_counter() - t0
         progress = step / cfg.steps
@@ -306,7 +335,13 @@ def fine_tune(
         step += 1
         losses.append(float(loss.detach()))
         elapsed = time.perf_counter() - t0
-        rate = elapsed / step
+        if cfg.checkpoint_every and cfg.checkpoint_dir and step % cfg.checkpoint_every == 0:
+            from napari_dfa.train_state import save_train_state
+
+            state = {"step": step, "elapsed": elapsed, "losses": losses, "base_lr": base_lr,
+                     "sampler_rng": sampler.rng.bit_generator.state, "class_names": list(class_names)}
+            save_train_state(cfg.checkpoint_dir, model, opt, state, gen)
+        rate = (elapsed - offset) / max(step - first_step, 1)
         remaining = (cfg.steps - step) * rate
         if cfg.max_seconds:
             remaining = min(remaining, max(cfg.max_seconds - elapsed, 0.0))
@@ -320,6 +355,7 @@ def fine_tune(
             elapsed=elapsed,
             eta=remaining,
             device=dev_name,
+            model=model,
         )
     model.eval()
     elapsed = time.perf_counter() - t0

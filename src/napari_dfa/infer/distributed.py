@@ -96,7 +96,7 @@ def run_on_cluster(
     if source.path is None and not hasattr(source.array, "dask") and not isinstance(source.array, (list, tuple)):
         raise DFAError("distributed segmentation needs a file/zarr path or a dask array as input, not a numpy array")
     arr = source.open()
-    scale = _scale_for(arr)
+    scale = _scale_for(arr, None)
     fingerprint = model_fingerprint(model)
     model_dir = _model_folder(model, fingerprint)
     todo = [c for c in chunks if not store.is_done(c.index)]

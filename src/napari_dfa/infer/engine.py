@@ -122,23 +122,34 @@ def _as_levels(image):
     return [image], None, "array"
 
 
-def _scale_for(arr) -> float:
-    """Factor mapping the input's values to [0, 255] (decided once, for the whole image)."""
+def _scale_for(arr, levels=None) -> float:
+    """Factor mapping the input's values to [0, 255], decided once for the whole image
+    (per-window decisions would make tiles inconsistent). Floats are taken as [0, 1]
+    unless the coarsest level (or a numpy image) shows values above 1.5, as
+    :func:`napari_dfa.data.images.to_rgb_uint8` does for training."""
     dt = np.dtype(arr.dtype)
     if dt == np.uint8:
         return 1.0
     if dt == np.uint16:
         return 1.0 / 257.0
     if np.issubdtype(dt, np.floating):
-        return 255.0  # floats are taken as [0, 1] (napari's convention for float RGB)
+        probe = arr if isinstance(arr, np.ndarray) else (levels[-1] if levels else arr[::64, ::64])
+        hi = float(np.nanmax(np.asarray(probe[..., :3]))) if probe.size else 0.0
+        return 1.0 if hi > 1.5 else 255.0
     raise InputError(f"image dtype {dt} is not supported; use 8-bit RGB (or uint16 / float in [0, 1])")
 
 
 def _read_window(arr, chunk, scale: float) -> np.ndarray:
-    win = arr[chunk.wy0 : chunk.wy1, chunk.wx0 : chunk.wx1, :3]
-    if hasattr(win, "compute"):
-        win = win.compute(scheduler="synchronous")
-    win = np.asarray(win)
+    try:
+        win = arr[chunk.wy0 : chunk.wy1, chunk.wx0 : chunk.wx1, :3]
+        if hasattr(win, "compute"):
+            win = win.compute(scheduler="synchronous")
+        win = np.asarray(win)
+    except Exception as exc:  # noqa: BLE001 - a decoder/store failure is a bad input
+        raise InputError(
+            f"cannot read the image region y {chunk.wy0}:{chunk.wy1}, x {chunk.wx0}:{chunk.wx1} ({exc}); "
+            "the file may be corrupt or truncated: re-export or re-copy it"
+        ) from exc
     if win.dtype != np.uint8:
         if not np.isfinite(win).all():
             raise InputError(
@@ -226,7 +237,7 @@ def segment(
     if not 0 <= level < len(levels):
         raise InputError(f"pyramid level {level} does not exist; this image has levels 0..{len(levels) - 1}")
     arr = check_image(levels[level], "image")
-    scale = _scale_for(arr)
+    scale = _scale_for(arr, levels[level + 1 :])
     h, w = int(arr.shape[0]), int(arr.shape[1])
     if pixel_size and level:
         pixel_size = pixel_size * (levels[0].shape[0] / h)

@@ -1,0 +1,87 @@
+"""The current model of a viewer, shared by the napari-dfa widgets (Qt-free).
+
+One :class:`ModelState` per viewer (:func:`model_state`), not one per process: two
+viewers can hold two different models. Widgets subscribe with :meth:`ModelState.connect`
+and are told whenever the model changes (loaded, fine-tuned, reset).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["ModelState", "model_state"]
+
+Callback = Callable[["ModelState"], None]
+
+
+class ModelState:
+    """The current model and where it came from; callbacks run on every change.
+
+    Call :meth:`set_model` from the GUI thread only (callbacks update widgets).
+    """
+
+    def __init__(self) -> None:
+        self.model: Any = None
+        self.source: str = ""
+        self._callbacks: list[Callback] = []
+
+    @property
+    def has_model(self) -> bool:
+        return self.model is not None
+
+    def set_model(self, model: Any, source: str) -> None:
+        """Make ``model`` the current model; ``source`` says where it came from."""
+        self.model = model
+        self.source = source
+        if model is not None:
+            model.source = source  # recorded as "started_from" by the next fine-tune
+        for cb in list(self._callbacks):
+            cb(self)
+
+    def connect(self, callback: Callback) -> Callable[[], None]:
+        """Call ``callback(state)`` after every change; returns a disconnect function."""
+        self._callbacks.append(callback)
+
+        def disconnect() -> None:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+        return disconnect
+
+    def describe(self) -> dict[str, Any]:
+        """Classes, colours and provenance of the current model (for display)."""
+        if self.model is None:
+            return {}
+        cfg = self.model.config
+        summary = getattr(self.model, "training_summary", None) or {}
+        return {
+            "source": self.source,
+            "folder": getattr(self.model, "folder", None),
+            "class_names": list(cfg.class_names),
+            "class_colors": list(cfg.class_colors),
+            "bias_placement": cfg.bias_placement,
+            "bias_init": cfg.bias_init,
+            "bias_learnable": cfg.bias_learnable,
+            "steps": summary.get("steps"),
+            "final_loss": summary.get("final_loss"),
+            "date": summary.get("date"),
+            "device": summary.get("device"),
+        }
+
+
+_STATES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def model_state(viewer: Any) -> ModelState:
+    """The :class:`ModelState` of ``viewer`` (created on first use, dropped with the viewer).
+
+    Widgets receive the viewer wrapped in napari's public-only proxy (a new proxy per
+    widget); the state is keyed by the wrapped viewer so all widgets of one viewer share it.
+    """
+    key = getattr(viewer, "__wrapped__", viewer)
+    state = _STATES.get(key)
+    if state is None:
+        state = _STATES[key] = ModelState()
+    return state
