@@ -157,12 +157,19 @@ def _check_folder(folder: Path) -> Path:
 
 
 def _looks_like_pickle(path: Path) -> bool:
+    """Pickle (protocol 2+: ``0x80`` then the protocol number) or zip (``torch.save``).
+
+    A safetensors file starts with an 8-byte header length and then ``{``: its first byte
+    can be ``0x80`` too, so that is checked first.
+    """
     try:
         with open(path, "rb") as fh:
-            head = fh.read(2)
+            head = fh.read(9)
     except OSError:
         return False
-    return head[:1] == b"\x80" or head == b"PK"
+    if len(head) == 9 and head[8:9] == b"{":
+        return False
+    return (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")) or head[:2] == b"PK"
 
 
 def _check_weights_file(weights: Path) -> None:

@@ -296,7 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except DFAError as exc:
-        print(f"\nnapari-dfa: error: {exc}", file=sys.stderr)
+        message = " ".join(str(exc).split())  # always one line
+        print(f"\nnapari-dfa: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\nnapari-dfa: interrupted", file=sys.stderr)

@@ -20,7 +20,7 @@ def check_image(image, name: str = "image"):
     stays lazy.
     """
     shape = tuple(image.shape)
-    if len(shape) == 2:
+    if len(shape) == 2 or (len(shape) == 3 and shape[-1] == 1):
         raise InputError(
             f"{name} is grayscale {shape}; DFA models need RGB H&E images (H, W, 3). "
             "Open the colour image, or convert it to RGB first"

@@ -74,7 +74,8 @@ def read_image(path: str | Path) -> np.ndarray:
 
         return np.asarray(iio.imread(path))
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad file
-        raise InputError(f"cannot read {path}: {exc}; is it a valid image file?") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot read {path}: {first}; is it a valid image file?") from exc
 
 
 def read_labels(path: str | Path) -> np.ndarray:

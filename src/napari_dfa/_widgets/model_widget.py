@@ -1,0 +1,116 @@
+"""The Model widget: start from the shipped default model or a model folder, save the
+current model, and see its classes and where it came from."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+from magicgui.widgets import Container, FileEdit, Label, PushButton
+from qtpy.QtCore import Qt
+
+from napari_dfa._widgets._common import notify_error, notify_info, start_task
+from napari_dfa._widgets._jobs import load_model_job, save_model_job
+from napari_dfa._widgets.state import ModelState, model_state
+
+__all__ = ["ModelWidget"]
+
+
+class ModelWidget(Container):
+    """Load / save the viewer's current DFA model (shared with the other widgets)."""
+
+    def __init__(self, napari_viewer: Any) -> None:
+        super().__init__(labels=False)
+        self.viewer = napari_viewer
+        self.state: ModelState = model_state(napari_viewer)
+        self.default_button = PushButton(text="Use the shipped default model")
+        self.load_folder = FileEdit(mode="d", label="model folder")
+        self.load_button = PushButton(text="Load model folder")
+        self.save_folder = FileEdit(mode="d", label="save to")
+        self.save_button = PushButton(text="Save current model")
+        self.info = Label(value="")
+        self.info.native.setWordWrap(True)
+        self.info.native.setTextFormat(Qt.TextFormat.RichText)
+        self.extend([
+            self.default_button,
+            Container(widgets=[self.load_folder, self.load_button], layout="horizontal", labels=False),
+            Container(widgets=[self.save_folder, self.save_button], layout="horizontal", labels=False),
+            self.info,
+        ])
+        self.default_button.changed.connect(lambda: self.load(None))
+        self.load_button.changed.connect(self._load_clicked)
+        self.save_button.changed.connect(self._save_clicked)
+        self._disconnect = self.state.connect(lambda _state: self.refresh())
+        self._worker = None
+        self.native.destroyed.connect(lambda *_: self._disconnect())
+        self.refresh()
+
+    # --- actions --------------------------------------------------------------------
+    def _busy(self, busy: bool) -> None:
+        for w in (self.default_button, self.load_button, self.save_button):
+            w.enabled = not busy
+
+    def load(self, folder: str | Path | None) -> Any:
+        """Load the default model (``None``) or a model folder in a worker thread."""
+        self._busy(True)
+        self.info.value = "loading the model ..."
+        doing = "Loading the default model" if folder is None else f"Loading the model folder {folder}"
+        self._worker = start_task(load_model_job, folder, doing=doing, on_return=self._loaded,
+                                  on_done=self._done)
+        return self._worker
+
+    def _load_clicked(self) -> None:
+        folder = self.load_folder.value
+        if not str(folder) or str(folder) == "." or not Path(folder).exists():
+            notify_error(f"model folder '{folder}' does not exist; choose a napari-dfa model folder "
+                         "(it holds model.safetensors and config.json)")
+            return
+        self.load(folder)
+
+    def _loaded(self, result: tuple[Any, str]) -> None:
+        model, source = result
+        self.state.set_model(model, source)
+        notify_info(f"napari-dfa: current model: {source} ({len(model.config.class_names)} classes)")
+
+    def _save_clicked(self) -> Any:
+        if not self.state.has_model:
+            notify_error("there is no current model to save; load the default model or fine-tune one first")
+            return None
+        folder = Path(self.save_folder.value)
+        if not str(self.save_folder.value) or str(self.save_folder.value) == ".":
+            notify_error("choose a folder to save the model to (a new or empty folder, or a model folder)")
+            return None
+        self._busy(True)
+        self._worker = start_task(save_model_job, self.state.model, folder, doing=f"Saving the model to {folder}",
+                                  on_return=lambda p: notify_info(f"napari-dfa: model saved to {p}"),
+                                  on_done=self._done)
+        return self._worker
+
+    def _done(self) -> None:
+        self._busy(False)
+        self.refresh()
+
+    # --- display --------------------------------------------------------------------
+    def refresh(self) -> None:
+        d = self.state.describe()
+        if not d:
+            self.info.value = ("<i>No model yet.</i> Use the shipped default model or load a model folder; "
+                               "the Fine-tune widget starts from the default model if none is loaded.")
+            return
+        swatches = "<br>".join(
+            f"<span style='color:{html.escape(c)}'>&#9632;</span> {i}. {html.escape(n)}"
+            for i, (n, c) in enumerate(zip(d["class_names"], d["class_colors"]), start=1)
+        )
+        lines = [f"<b>Current model</b>: {html.escape(d['source'])}"]
+        if d.get("folder"):
+            lines.append(f"folder: {html.escape(str(d['folder']))}")
+        bias = f"DFA bias: {d['bias_placement']}, init {d['bias_init']}"
+        lines.append(bias + ("" if d["bias_learnable"] else " (frozen)"))
+        if d.get("steps"):
+            loss = d.get("final_loss")
+            loss_text = f", final loss {loss:.3f}" if isinstance(loss, float) else ""
+            lines.append(f"last training: {d['steps']} steps{loss_text} on {d.get('device') or '?'}"
+                         f"{', ' + d['date'] if d.get('date') else ''}")
+        lines.append(f"<b>{len(d['class_names'])} classes</b> (label value: name)<br>{swatches}")
+        self.info.value = "<br>".join(lines)
