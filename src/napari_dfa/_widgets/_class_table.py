@@ -32,7 +32,7 @@ class ClassTable(QTableWidget):
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(NAME, QHeaderView.ResizeMode.Stretch)
         self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        self.setMinimumHeight(120)
+        self.setMinimumHeight(200)
         self._edits: dict[tuple[int, int], str] = {}
         self._updating = False
         self.itemChanged.connect(self._on_edit)

@@ -47,7 +47,7 @@ class DifficultyWidget(Container):
         self.max_side = SpinBox(label="max px", min=64, max=8192, step=64, value=1024,
                                 tooltip="larger regions keep their central part")
         self.layer = SpinBox(label="decoder layer", min=-1, max=-1, value=-1, tooltip="-1 = last")
-        self.head = ComboBox(label="head", choices=[MEAN], value=MEAN)
+        self.head = ComboBox(label="head", choices=self._head_choices, value=MEAN)
         self.attention_button = PushButton(text="Attention maps")
         self.kind = ComboBox(label="difficulty", choices=["entropy", "margin", "bias"], value="entropy")
         self.difficulty_button = PushButton(text="Difficulty map")
@@ -72,12 +72,14 @@ class DifficultyWidget(Container):
         self._workers: list[Any] = []
         self.attention_button.changed.connect(self.show_attention)
         self.difficulty_button.changed.connect(self.show_difficulty)
-        self._disconnect = self.state.connect(lambda _s: self.refresh())
-        self.native.destroyed.connect(lambda *_: self._disconnect())
+        self.state.connect(self._on_model_changed)
         self.reset_choices()
         self.refresh()
 
     # --- bias readout ----------------------------------------------------------------
+    def _on_model_changed(self, _state: Any = None) -> None:
+        self.refresh()
+
     def refresh(self) -> None:
         """Redraw the bias chart and table, and the layer/head choices, for the current model."""
         from napari_dfa.inspect import bias_table
@@ -99,11 +101,15 @@ class DifficultyWidget(Container):
                 if j == 0:
                     item.setData(Qt.ItemDataRole.DecorationRole, QColor(r.color))  # a colour swatch
                 self.table.setItem(i, j, item)
-        n_layers, n_heads = model.config.dec_layers, model.config.num_heads
+        n_layers = model.config.dec_layers
         self.layer.min, self.layer.max = -n_layers, n_layers - 1
-        self.head.choices = [MEAN, *[str(h) for h in range(n_heads)]]
+        self.head.reset_choices()
         self.status.value = (f"model: {self.state.source}. Relative drift > 0: the class got more attention "
                              "than its rarity implied (harder than its frequency).")
+
+    def _head_choices(self, _widget: Any = None) -> list[str]:
+        heads = self.state.model.config.num_heads if self.state.has_model else 0
+        return [MEAN, *[str(h) for h in range(heads)]]
 
     # --- maps ------------------------------------------------------------------------
     def _region(self):

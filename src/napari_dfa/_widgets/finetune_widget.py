@@ -101,8 +101,7 @@ class FineTuneWidget(Container):
         self.cancel_button.changed.connect(self.cancel)
         napari_viewer.camera.events.center.connect(self._update_preview_region)
         napari_viewer.camera.events.zoom.connect(self._update_preview_region)
-        self._disconnect = self.state.connect(self._on_model_changed)
-        self.native.destroyed.connect(lambda *_: self._disconnect())
+        self.state.connect(self._on_model_changed)
         self.reset_choices()
         self.refresh()
 

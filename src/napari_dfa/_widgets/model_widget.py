@@ -25,9 +25,9 @@ class ModelWidget(Container):
         self.viewer = napari_viewer
         self.state: ModelState = model_state(napari_viewer)
         self.default_button = PushButton(text="Use the shipped default model")
-        self.load_folder = FileEdit(mode="d", label="model folder")
+        self.load_folder = FileEdit(mode="d", label="model folder", nullable=True)
         self.load_button = PushButton(text="Load model folder")
-        self.save_folder = FileEdit(mode="d", label="save to")
+        self.save_folder = FileEdit(mode="d", label="save to", nullable=True)
         self.save_button = PushButton(text="Save current model")
         self.info = Label(value="")
         self.info.native.setWordWrap(True)
@@ -41,9 +41,8 @@ class ModelWidget(Container):
         self.default_button.changed.connect(lambda: self.load(None))
         self.load_button.changed.connect(self._load_clicked)
         self.save_button.changed.connect(self._save_clicked)
-        self._disconnect = self.state.connect(lambda _state: self.refresh())
+        self.state.connect(self._on_model_changed)
         self._worker = None
-        self.native.destroyed.connect(lambda *_: self._disconnect())
         self.refresh()
 
     # --- actions --------------------------------------------------------------------
@@ -62,9 +61,8 @@ class ModelWidget(Container):
 
     def _load_clicked(self) -> None:
         folder = self.load_folder.value
-        if not str(folder) or str(folder) == "." or not Path(folder).exists():
-            notify_error(f"model folder '{folder}' does not exist; choose a napari-dfa model folder "
-                         "(it holds model.safetensors and config.json)")
+        if folder is None:
+            notify_error("choose a model folder first (a folder with model.safetensors and config.json)")
             return
         self.load(folder)
 
@@ -77,10 +75,10 @@ class ModelWidget(Container):
         if not self.state.has_model:
             notify_error("there is no current model to save; load the default model or fine-tune one first")
             return None
-        folder = Path(self.save_folder.value)
-        if not str(self.save_folder.value) or str(self.save_folder.value) == ".":
+        if self.save_folder.value is None:
             notify_error("choose a folder to save the model to (a new or empty folder, or a model folder)")
             return None
+        folder = Path(self.save_folder.value)
         self._busy(True)
         self._worker = start_task(save_model_job, self.state.model, folder, doing=f"Saving the model to {folder}",
                                   on_return=lambda p: notify_info(f"napari-dfa: model saved to {p}"),
@@ -92,6 +90,9 @@ class ModelWidget(Container):
         self.refresh()
 
     # --- display --------------------------------------------------------------------
+    def _on_model_changed(self, _state: Any = None) -> None:
+        self.refresh()
+
     def refresh(self) -> None:
         d = self.state.describe()
         if not d:

@@ -59,7 +59,8 @@ class SegmentWidget(Container):
         self.tissue = CheckBox(text="skip background (tissue detection)", value=ec.tissue_detection)
         self.probabilities = ComboBox(label="probabilities", choices=["none", "uint8", "float16"],
                                       value=ec.probabilities or "none")
-        self.output = FileEdit(mode="d", label="output folder", tooltip="empty: a temporary folder")
+        self.output = FileEdit(mode="d", label="output folder", nullable=True,
+                               tooltip="empty: a temporary folder")
         self.overwrite = CheckBox(text="overwrite", value=ec.overwrite)
         self.start_button = PushButton(text="Segment")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
@@ -75,8 +76,7 @@ class SegmentWidget(Container):
             row(self.level, self.level_info),
             row(self.tile, self.halo, self.batch),
             row(self.device, self.threads),
-            self.tissue,
-            self.probabilities,
+            row(self.tissue, self.probabilities),
             row(self.output, self.overwrite),
             row(self.start_button, self.cancel_button),
             self.progress,
@@ -86,7 +86,6 @@ class SegmentWidget(Container):
         self._pbar = None
         self._cancelled = False
         self._context: dict[str, Any] = {}
-        self.output.value = ""
         self.image.changed.connect(self._on_image_changed)
         self.level.changed.connect(self._on_image_changed)
         self.start_button.changed.connect(self.start)
@@ -105,8 +104,8 @@ class SegmentWidget(Container):
         self.level_info.value = f"{lv.shape[0]} x {lv.shape[1]} px ({len(levels)} level(s))"
 
     def _out_path(self, layer: Any, level: int) -> Path | None:
-        folder = str(self.output.value or "")
-        if folder in ("", "."):
+        folder = self.output.value
+        if folder is None:
             return None
         stem = re.sub(r"[^A-Za-z0-9._-]+", "_", layer.name).strip("_") or "image"
         return Path(folder) / f"{stem}_level{level}_dfa.zarr"
@@ -201,7 +200,7 @@ class SegmentWidget(Container):
             if kind == "labels":
                 meta["name"] = f"{layer.name} DFA segmentation{suffix}"
             else:
-                meta["name"] = f"{meta['name']} {layer.name}{suffix}"
+                meta["name"] = f"{layer.name} {meta['name']}{suffix}"
             meta.setdefault("metadata", {})
             meta["metadata"] = dict(meta["metadata"], napari_dfa_role="segmentation", path=str(result.path))
             added.append(self.viewer.add_layer(Layer.create(data, meta, kind)))

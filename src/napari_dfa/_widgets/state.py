@@ -25,7 +25,7 @@ class ModelState:
     def __init__(self) -> None:
         self.model: Any = None
         self.source: str = ""
-        self._callbacks: list[Callback] = []
+        self._callbacks: list[Callable[[], Callback | None]] = []
 
     @property
     def has_model(self) -> bool:
@@ -37,16 +37,27 @@ class ModelState:
         self.source = source
         if model is not None:
             model.source = source  # recorded as "started_from" by the next fine-tune
-        for cb in list(self._callbacks):
-            cb(self)
+        for ref in list(self._callbacks):
+            cb = ref()
+            if cb is None:
+                self._callbacks.remove(ref)
+            else:
+                cb(self)
 
     def connect(self, callback: Callback) -> Callable[[], None]:
-        """Call ``callback(state)`` after every change; returns a disconnect function."""
-        self._callbacks.append(callback)
+        """Call ``callback(state)`` after every change; returns a disconnect function.
+
+        Bound methods are held weakly, so a widget that subscribed never outlives its
+        dock (the state lives as long as its viewer)."""
+        if hasattr(callback, "__self__") and hasattr(callback, "__func__"):
+            ref: Callable[[], Callback | None] = weakref.WeakMethod(callback)
+        else:
+            ref = lambda: callback  # noqa: E731 - a plain function is held strongly
+        self._callbacks.append(ref)
 
         def disconnect() -> None:
-            if callback in self._callbacks:
-                self._callbacks.remove(callback)
+            if ref in self._callbacks:
+                self._callbacks.remove(ref)
 
         return disconnect
 
