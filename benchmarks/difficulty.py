@@ -33,6 +33,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--crop", type=int, default=192)
     ap.add_argument("--train-images", type=int, default=6)
     ap.add_argument("--size", type=int, default=384)
     ap.add_argument("--regime", choices=["scribbles", "dense"], default="scribbles")
@@ -59,7 +60,7 @@ def main() -> None:
 
         def fit(placement, init):
             torch.manual_seed(seed)
-            cfg = TrainConfig(steps=args.steps, seed=seed, bias_placement=placement, bias_init=init)
+            cfg = TrainConfig(steps=args.steps, seed=seed, crop_size=args.crop, bias_placement=placement, bias_init=init)
             t0 = time.time()
             res = run_to_end(fine_tune([s.image for s in train], labs, names, config=cfg))
             preds = [predict_image(res.model, s.image) for s in test]

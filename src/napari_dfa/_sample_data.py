@@ -35,10 +35,20 @@ def sample_tissue():
     features = {"class": ["unlabeled", *s.class_names]}
     return [
         (s.image, {"name": "tissue", "rgb": True}, "image"),
-        (s.scribbles, {"name": "scribbles", "colormap": cmap, "features": features, "opacity": 0.8}, "labels"),
+        (
+            s.scribbles,
+            {"name": "scribbles", "colormap": cmap, "features": features, "opacity": 0.8},
+            "labels",
+        ),
         (
             s.ground_truth,
-            {"name": "ground truth", "colormap": cmap, "features": features, "opacity": 0.5, "visible": False},
+            {
+                "name": "ground truth",
+                "colormap": cmap,
+                "features": features,
+                "opacity": 0.5,
+                "visible": False,
+            },
             "labels",
         ),
     ]
@@ -47,8 +57,12 @@ def sample_tissue():
 def _slide():
     from napari_dfa.data.synthetic import lazy_slide
 
-    return lazy_slide(SLIDE["shape"], chunk=SLIDE["chunk"], seed=SLIDE["seed"],
-                      background_fraction=SLIDE["background_fraction"])
+    return lazy_slide(
+        SLIDE["shape"],
+        chunk=SLIDE["chunk"],
+        seed=SLIDE["seed"],
+        background_fraction=SLIDE["background_fraction"],
+    )
 
 
 def slide_mean_colors(max_chunks: int = 4) -> list[list[int]]:
@@ -95,20 +109,36 @@ def sample_slide():
     image, labels = _slide()
     label_levels = [labels] + [labels[:: 2**k, :: 2**k] for k in range(1, SLIDE_LEVELS)]
     levels = [image] + [
-        lv.rechunk(512).map_blocks(_preview_block, new_axis=2, chunks=lv.rechunk(512).chunks + ((3,),),
-                                   dtype=np.uint8)
+        lv.rechunk(512).map_blocks(
+            _preview_block, new_axis=2, chunks=lv.rechunk(512).chunks + ((3,),), dtype=np.uint8
+        )
         for lv in label_levels[1:]
     ]
     y0, x0, y1, x1 = SLIDE_SCRIBBLES["region"]
     scribbles = np.zeros(SLIDE["shape"], np.uint8)
-    scribbles[y0:y1, x0:x1] = make_scribbles(np.asarray(labels[y0:y1, x0:x1]), fraction=SLIDE_SCRIBBLES["fraction"],
-                                             seed=SLIDE_SCRIBBLES["seed"])
+    scribbles[y0:y1, x0:x1] = make_scribbles(
+        np.asarray(labels[y0:y1, x0:x1]), fraction=SLIDE_SCRIBBLES["fraction"], seed=SLIDE_SCRIBBLES["seed"]
+    )
     cmap = labels_colormap(CLASS_COLORS)
     features = {"class": ["unlabeled", *CLASS_NAMES]}
     meta = {"napari_dfa": {"sample": "slide", **SLIDE, "preview_levels": "levels >= 1 are a colour preview"}}
     return [
         (levels, {"name": "slide", "rgb": True, "multiscale": True, "metadata": meta}, "image"),
-        (scribbles, {"name": "slide scribbles", "colormap": cmap, "features": features, "opacity": 0.9}, "labels"),
-        (label_levels, {"name": "slide ground truth", "multiscale": True, "colormap": cmap, "features": features,
-                        "opacity": 0.5, "visible": False}, "labels"),
+        (
+            scribbles,
+            {"name": "slide scribbles", "colormap": cmap, "features": features, "opacity": 0.9},
+            "labels",
+        ),
+        (
+            label_levels,
+            {
+                "name": "slide ground truth",
+                "multiscale": True,
+                "colormap": cmap,
+                "features": features,
+                "opacity": 0.5,
+                "visible": False,
+            },
+            "labels",
+        ),
     ]

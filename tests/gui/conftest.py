@@ -72,7 +72,7 @@ def tiny(widget, **kw):
 
 def wait_idle(qtbot, widget, timeout=60_000):
     """Wait until the widget's worker finished (and its callbacks ran)."""
-    qtbot.waitUntil(lambda: widget._worker is None, timeout=timeout)
+    qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
 
 
 def snapshot(layer):
@@ -81,8 +81,13 @@ def snapshot(layer):
 
     data = layer.data
     arr = np.asarray(data[0] if layer.multiscale else data) if not hasattr(data, "dask") else None
-    return (layer.name, layer.__class__.__name__, tuple(layer.scale), tuple(layer.translate),
-            None if arr is None else (arr.shape, arr.dtype.str, hash(arr.tobytes())))
+    return (
+        layer.name,
+        layer.__class__.__name__,
+        tuple(layer.scale),
+        tuple(layer.translate),
+        None if arr is None else (arr.shape, arr.dtype.str, hash(arr.tobytes())),
+    )
 
 
 def timed(fn):

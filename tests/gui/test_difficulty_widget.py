@@ -9,7 +9,7 @@ pytestmark = pytest.mark.needs_gl
 
 
 def _wait(qtbot, w):
-    qtbot.waitUntil(lambda: not w._workers, timeout=60_000)
+    qtbot.waitUntil(lambda: not w.busy, timeout=60_000)
 
 
 def test_bias_table_follows_the_model(sample_viewer, with_model, dock):
@@ -43,8 +43,9 @@ def test_attention_maps_of_the_view(sample_viewer, with_model, dock, qtbot):
         assert lay.data.dtype == np.float32 and lay.data.shape == (256 // stride, 256 // stride)
         np.testing.assert_allclose(lay.scale, (0.5 * stride, 0.5 * stride))
     # the view's centre 256 px of the 768 px image: origin 256, half a map pixel inwards
-    np.testing.assert_allclose(maps[0].translate, (100 + 0.5 * (256 + (stride - 1) / 2),
-                                                   200 + 0.5 * (256 + (stride - 1) / 2)))
+    np.testing.assert_allclose(
+        maps[0].translate, (100 + 0.5 * (256 + (stride - 1) / 2), 200 + 0.5 * (256 + (stride - 1) / 2))
+    )
     # a second call updates our layers instead of adding more
     n_layers = len(sample_viewer.layers)
     w.head.value = "0"
@@ -57,8 +58,9 @@ def test_attention_maps_of_the_view(sample_viewer, with_model, dock, qtbot):
 
 def test_difficulty_map_of_a_shapes_region(sample_viewer, with_model, dock, qtbot):
     w = dock("Class difficulty")
-    sample_viewer.add_shapes([np.array([[100, 200], [100, 300], [180, 300], [180, 200]])], shape_type="rectangle",
-                             name="roi")
+    sample_viewer.add_shapes(
+        [np.array([[100, 200], [100, 300], [180, 300], [180, 200]])], shape_type="rectangle", name="roi"
+    )
     w.reset_choices()
     w.region.value = sample_viewer.layers["roi"]
     for kind in ("entropy", "margin", "bias"):
@@ -69,7 +71,7 @@ def test_difficulty_map_of_a_shapes_region(sample_viewer, with_model, dock, qtbo
         assert lay.data.shape == (81, 101) and lay.data.dtype == np.float32
         np.testing.assert_allclose(lay.translate, (100, 200))
     ent = sample_viewer.layers["difficulty (entropy)"].data
-    assert 0 <= ent.min() and ent.max() <= 1
+    assert ent.min() >= 0 and ent.max() <= 1
 
 
 def test_no_model_is_an_error(sample_viewer, dock, notes):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.gui.conftest import tiny, wait_idle
+from .conftest import tiny, wait_idle
 
 pytestmark = pytest.mark.needs_gl
 
@@ -32,9 +32,9 @@ def test_sample_finetune_segment_inspect(viewer, dock, qtbot, notes):
 
     diff.max_side.value = 256
     diff.show_attention()
-    qtbot.waitUntil(lambda: not diff._workers, timeout=60_000)
+    qtbot.waitUntil(lambda: not diff.busy, timeout=60_000)
     diff.show_difficulty()
-    qtbot.waitUntil(lambda: not diff._workers, timeout=60_000)
+    qtbot.waitUntil(lambda: not diff.busy, timeout=60_000)
     names = state.model.config.class_names
     assert all(f"attention: {n}" in viewer.layers for n in names)
     assert "difficulty (entropy)" in viewer.layers

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
-from tests.gui.conftest import snapshot, tiny, wait_idle
+from .conftest import snapshot, tiny, wait_idle
 
 pytestmark = pytest.mark.needs_gl
 
@@ -65,14 +63,13 @@ def test_cancel_during_finetune_keeps_model(sample_viewer, with_model, dock, qtb
     tiny(ft, steps=10_000)
     ft.start_button.native.click()
     qtbot.waitUntil(lambda: len(ft.plot.steps) >= 1, timeout=60_000)
-    t0 = time.perf_counter()
     ft.cancel_button.native.click()
     assert "cancelled" in ft.status.value  # the GUI says so at once
-    wait_idle(qtbot, ft, timeout=10_000)
-    stopped = time.perf_counter() - t0
-    assert stopped < 3.0, f"the worker took {stopped:.2f} s to stop"  # one step at most (~0.3 s here)
+    # the job stops at its next step (10,000 steps would take an hour; the time it takes
+    # to stop is measured by benchmarks/gui_latency.py)
+    wait_idle(qtbot, ft, timeout=20_000)
     assert with_model.model is before and ft.start_button.enabled
-    assert len(ft.plot.steps) < 10_000
+    assert len(ft.plot.steps) < 10_000 and ft.progress.value < 1000
 
 
 def test_error_notifications(sample_viewer, with_model, dock, notes):
@@ -83,7 +80,7 @@ def test_error_notifications(sample_viewer, with_model, dock, notes):
     empty = sample_viewer.add_labels(np.zeros((768, 768), np.uint8), name="empty")
     ft.annotations.value = empty
     ft.start_button.native.click()
-    assert "has no annotations" in notes("error")[-1] and ft._worker is None
+    assert "has no annotations" in notes("error")[-1] and not ft.busy
 
     small = np.zeros((100, 100), np.uint8)
     small[10:20, 10:20] = 1
@@ -107,7 +104,7 @@ def test_error_notifications(sample_viewer, with_model, dock, notes):
         ft.device.value = "cuda"
         ft.start_button.native.click()
         assert "CUDA is not available" in notes("error")[-1]
-    assert ft._worker is None
+    assert not ft.busy
     assert [snapshot(sample_viewer.layers[s[0]]) for s in user] == user
 
 
@@ -122,8 +119,10 @@ def test_no_annotation_layer_is_an_error(viewer, dock, notes):
 
 def test_shapes_annotations_with_class_feature(sample_viewer, with_model, dock, qtbot, notes):
     ft = dock("Fine-tune")
-    rects = [np.array([[100, 100], [100, 160], [160, 160], [160, 100]]),
-             np.array([[400, 400], [400, 470], [470, 470], [470, 400]])]
+    rects = [
+        np.array([[100, 100], [100, 160], [160, 160], [160, 100]]),
+        np.array([[400, 400], [400, 470], [470, 470], [470, 400]]),
+    ]
     shapes = sample_viewer.add_shapes(rects, shape_type="rectangle", name="boxes")
     ft.annotations.value = shapes
     ft.refresh(notify=True)
@@ -139,15 +138,15 @@ def test_shapes_annotations_with_class_feature(sample_viewer, with_model, dock, 
     assert len(shapes.data) == 2  # the user's shapes are untouched
 
 
-def test_finetune_reads_only_a_crop_of_a_multiscale_image(viewer, with_model, dock, qtbot):
+def test_finetune_reads_only_crops_of_a_multiscale_image(viewer, with_model, dock, qtbot):
     from napari_dfa.data.synthetic import lazy_slide
 
-    image, labels = lazy_slide((4096, 4096), chunk=512, seed=3)
+    image, _ = lazy_slide((4096, 4096), chunk=512, seed=3)
     levels = [image, image[::2, ::2], image[::4, ::4]]
     viewer.add_image(levels, name="slide", rgb=True, multiscale=True)
     strokes = np.zeros((4096, 4096), np.uint8)
-    gt = np.asarray(labels[2000:2200, 3000:3200])
-    strokes[2000:2200:8, 3000:3200] = gt[::8]  # a few stripes of true labels in a 200 px box
+    strokes[2000:2200:8, 3000:3200] = 1  # stripes of class 1 in a 200 px box
+    strokes[300:340, 500:540] = 2  # a blob of class 2 far away
     viewer.add_labels(strokes, name="strokes")
     ft = dock("Fine-tune")
     ft.image.value = viewer.layers["slide"]
@@ -155,5 +154,5 @@ def test_finetune_reads_only_a_crop_of_a_multiscale_image(viewer, with_model, do
     tiny(ft, steps=2)
     ft.start_button.native.click()
     wait_idle(qtbot, ft)
-    (y0, x0, y1, x1), = with_model.model.training_summary["regions"]
-    assert (y0, x0, y1, x1) == (2000 - 64, 3000 - 64, 2193 + 64, 3200 + 64)
+    regions = with_model.model.training_summary["regions"]
+    assert regions == [[300 - 64, 500 - 64, 340 + 64, 540 + 64], [2000 - 64, 3000 - 64, 2193 + 64, 3200 + 64]]

@@ -18,7 +18,7 @@ def test_default_model_loads_and_is_shared(viewer, dock, qtbot):
     qtbot.waitUntil(lambda: w.default_button.enabled, timeout=5_000)
     names = model_state(viewer).model.config.class_names
     assert "shipped default model" in w.info.value
-    for name, color in zip(names, model_state(viewer).model.config.class_colors):
+    for name, color in zip(names, model_state(viewer).model.config.class_colors, strict=False):
         assert name in w.info.value and color in w.info.value
     assert difficulty.table.rowCount() == len(names)  # the other widgets see the same model
 
@@ -32,7 +32,7 @@ def test_save_then_load_folder(viewer, dock, qtbot, with_model, tmp_path, notes)
     assert any("saved" in m for m in notes("info"))
     w.load_folder.value = folder
     w.load_button.native.click()
-    qtbot.waitUntil(lambda: str(folder) in with_model.source, timeout=30_000)
+    qtbot.waitUntil(lambda: str(folder) in with_model.source and w.load_button.enabled, timeout=30_000)
     assert with_model.model.folder == str(folder)
     assert str(folder) in w.info.value
 

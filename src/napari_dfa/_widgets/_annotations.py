@@ -12,7 +12,7 @@ import numpy as np
 from napari_dfa.data.regions import Region, annotated_regions, rasterize_shapes, read_region
 from napari_dfa.errors import InputError
 
-__all__ = ["Annotations", "read_annotations"]
+__all__ = ["Annotations", "class_colors", "read_annotations"]
 
 CLASS_FEATURES = ("class", "label", "class_name")
 
@@ -47,7 +47,8 @@ def _feature_column(layer: Any) -> list | None:
 
 
 def _complete(names: Sequence[str], k: int) -> list[str]:
-    names = [str(n) for n in names][: max(k, len(names))]
+    """``names`` extended with ``class_i`` up to ``k`` classes."""
+    names = [str(n) for n in names]
     return names + [f"class_{i}" for i in range(len(names) + 1, k + 1)]
 
 
@@ -56,8 +57,8 @@ def _read_labels(layer: Any, image_shape: tuple[int, int], names: Sequence[str],
     shape = tuple(int(s) for s in data.shape)
     if len(shape) != 2:
         raise InputError(
-            f"annotation layer '{layer.name}' has {len(shape)} dimensions {shape}; the Fine-tune widget needs "
-            "a 2-D Labels layer on the image: add one with Layers > New Labels layer"
+            f"annotation layer '{layer.name}' has {len(shape)} dimensions {shape}; the Fine-tune widget "
+            "needs a 2-D Labels layer on the image: add one with Layers > New Labels layer"
         )
     if shape != tuple(image_shape):
         raise InputError(
@@ -91,22 +92,23 @@ def _to_image_pixels(layer: Any, image_layer: Any, verts: np.ndarray) -> np.ndar
     return (world - i_trans) / i_scale
 
 
-def _read_shapes(layer: Any, image_layer: Any, image_shape: tuple[int, int], names: Sequence[str],
-                 margin: int) -> Annotations:
+def _read_shapes(
+    layer: Any, image_layer: Any, image_shape: tuple[int, int], names: Sequence[str], margin: int
+) -> Annotations:
     if not len(layer.data):
         return Annotations(layer.name, [], [], list(names))
     column = _feature_column(layer)
     if column is None:
         raise InputError(
-            f"shapes layer '{layer.name}' has no 'class' feature, so its shapes carry no class; give each shape "
-            "a class name or number, e.g. layer.features = {'class': ['tumor', 'stroma', ...]} (one per shape)"
+            f"shapes layer '{layer.name}' has no 'class' feature, so its shapes carry no class; give each "
+            "shape a class name or number, e.g. layer.features = {'class': ['tumor', 'stroma', ...]} "
+            "(one per shape)"
         )
     names = [str(n) for n in names]
     values = []
     for v in column:
-        if isinstance(v, (int, np.integer)) or (isinstance(v, str) and v.isdigit()):
-            values.append(int(v))
-        elif isinstance(v, float) and not np.isnan(v) and float(v).is_integer():
+        integral = isinstance(v, float) and np.isfinite(v) and float(v).is_integer()
+        if isinstance(v, (int, np.integer)) or (isinstance(v, str) and v.isdigit()) or integral:
             values.append(int(v))
         elif isinstance(v, str) and v:
             if v not in names:
@@ -116,7 +118,9 @@ def _read_shapes(layer: Any, image_layer: Any, image_shape: tuple[int, int], nam
             values.append(0)  # no class: ignored
     verts = [_to_image_pixels(layer, image_layer, v) for v in layer.data]
     widths = np.asarray(layer.edge_width, float) / float(np.asarray(image_layer.scale, float)[-1])
-    regions, crops = rasterize_shapes(verts, list(layer.shape_type), values, image_shape, list(widths), margin)
+    regions, crops = rasterize_shapes(
+        verts, list(layer.shape_type), values, image_shape, list(widths), margin
+    )
     top = max(values, default=0)
     if top > 255:
         raise InputError(f"shapes layer '{layer.name}' uses class {top}; at most 255 classes are supported")
@@ -135,19 +139,34 @@ def read_annotations(layer: Any, image_layer: Any, names: Sequence[str], margin:
 
     if not isinstance(image_layer, Image):
         raise InputError("choose an image layer (an RGB H&E image) in 'image'")
+    level0 = image_layer.data[0] if image_layer.multiscale else image_layer.data
     if not image_layer.rgb:
         raise InputError(
-            f"image layer '{image_layer.name}' is not RGB (shape {tuple(image_layer.data[0].shape if image_layer.multiscale else image_layer.data.shape)}); "
-            "DFA models need an RGB H&E image: open the colour image"
+            f"image layer '{image_layer.name}' is not RGB (shape {tuple(level0.shape)}); DFA models need an "
+            "RGB H&E image: open the colour image"
         )
-    level0 = image_layer.data[0] if image_layer.multiscale else image_layer.data
     image_shape = (int(level0.shape[0]), int(level0.shape[1]))
     if isinstance(layer, Labels):
         return _read_labels(layer, image_shape, names, margin)
     if isinstance(layer, Shapes):
         return _read_shapes(layer, image_layer, image_shape, names, margin)
-    kind = type(layer).__name__ if layer is not None else "nothing"
+    kind = layer.__class__.__name__ if layer is not None else "nothing"
     raise InputError(
         f"the annotations must be a Labels layer (painted strokes, 0 = unlabeled) or a Shapes layer with a "
         f"'class' feature; got {kind}. Add one with Layers > New Labels layer"
     )
+
+
+def class_colors(names: Sequence[str], model: Any = None, layer: Any = None) -> list[str]:
+    """Class colours: ``model``'s (by name), else the colours the user paints with in the
+    Labels ``layer`` (label ``i + 1``), else a palette."""
+    from napari.layers import Labels
+
+    from napari_dfa.model.config import default_colors
+
+    known = dict(zip(model.config.class_names, model.config.class_colors, strict=False)) if model else {}
+    colors = default_colors(len(names))
+    if isinstance(layer, Labels) and len(names):
+        rgba = layer.colormap.map(np.arange(1, len(names) + 1))
+        colors = ["#{:02x}{:02x}{:02x}".format(*(int(round(255 * c)) for c in px[:3])) for px in rgba]
+    return [known.get(n, colors[i]) for i, n in enumerate(names)]

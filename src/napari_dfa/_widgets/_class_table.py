@@ -26,13 +26,14 @@ class ClassTable(QTableWidget):
 
     def __init__(self, parent=None) -> None:
         super().__init__(0, 5, parent)
-        self.setHorizontalHeaderLabels(["class", "colour", "annotated px", "prior \u03c0", "\u2212log \u03c0"])
+        self.setHorizontalHeaderLabels(
+            ["class", "colour", "annotated px", "prior \u03c0", "\u2212log \u03c0"]
+        )
         self.verticalHeader().setVisible(True)
         header = self.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(NAME, QHeaderView.ResizeMode.Stretch)
         self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        self.setMinimumHeight(200)
         self._edits: dict[tuple[int, int], str] = {}
         self._updating = False
         self.itemChanged.connect(self._on_edit)
@@ -56,13 +57,14 @@ class ClassTable(QTableWidget):
     def clear_edits(self) -> None:
         self._edits.clear()
 
-    def set_classes(self, names: Sequence[str], colors: Sequence[str], counts: Sequence[int],
-                    prior: Sequence[float]) -> None:
+    def set_classes(
+        self, names: Sequence[str], colors: Sequence[str], counts: Sequence[int], prior: Sequence[float]
+    ) -> None:
         self._updating = True
         try:
             self.setRowCount(len(names))
             self.setVerticalHeaderLabels([str(i) for i in range(1, len(names) + 1)])
-            for row, (name, color, n, p) in enumerate(zip(names, colors, counts, prior)):
+            for row, (name, color, n, p) in enumerate(zip(names, colors, counts, prior, strict=False)):
                 cells = {
                     NAME: self._edits.get((row, NAME), str(name)),
                     COLOR: self._edits.get((row, COLOR), str(color)),
@@ -74,12 +76,17 @@ class ClassTable(QTableWidget):
                     item = QTableWidgetItem(text)
                     if col in (PIXELS, PRIOR, NEGLOG):
                         item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
-                        item.setTextAlignment(int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter))
+                        item.setTextAlignment(
+                            int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                        )
                     self.setItem(row, col, item)
                     if col == COLOR:
                         self._paint(item)
         finally:
             self._updating = False
+        from napari_dfa._widgets._common import fit_table_height
+
+        fit_table_height(self)
 
     def _column(self, col: int) -> list[str]:
         return [self.item(r, col).text().strip() if self.item(r, col) else "" for r in range(self.rowCount())]
@@ -89,6 +96,25 @@ class ClassTable(QTableWidget):
 
     def colors(self) -> list[str]:
         return self._column(COLOR)
+
+    def validated(self) -> tuple[list[str], list[str]]:
+        """``(names, colours)``; :class:`~napari_dfa.errors.InputError` names a bad cell."""
+        from napari_dfa.errors import InputError
+
+        names, colors = self.names(), self.colors()
+        for i, (n, c) in enumerate(zip(names, colors, strict=True), start=1):
+            if not n:
+                raise InputError(f"class {i} has no name; type a name in the class table")
+            if not is_color(c):
+                raise InputError(
+                    f"class {i} ({n}) colour '{c}' is not a #rrggbb colour; fix it in the class table"
+                )
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise InputError(
+                f"class names must be unique, {dupes} appear twice; rename one in the class table"
+            )
+        return names, colors
 
     def edit(self, row: int, col: int, text: str) -> None:
         """Set a cell as if the user typed it (for scripts and tests)."""

@@ -8,13 +8,18 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Generator
 from typing import Any
 
 import numpy as np
 
 __all__ = [
+    "ACTIVITY_TIP",
+    "visible_region",
+    "fit_table_height",
     "OWNER_KEY",
+    "Throttle",
     "default_threads",
     "image_levels",
     "layer_choices",
@@ -31,6 +36,42 @@ __all__ = [
 log = logging.getLogger("napari_dfa")
 
 OWNER_KEY = "napari_dfa_role"  # metadata key marking the layers the widgets created
+ACTIVITY_TIP = (
+    "also show the progress in napari's activity dock. Off by default: its animated 'in progress' "
+    "indicator redraws the window ~30 times a second, which made training 7x slower where the "
+    "window is drawn in software (remote desktop, VNC, Xvfb; benchmarks/gui_latency.py)"
+)
+
+
+class Throttle:
+    """``ready()`` is true at most once per ``interval`` seconds (first call: true).
+
+    Each repaint of a dock costs GUI-thread time (tens of ms when the window is composed
+    in software, e.g. under Xvfb), so progress is shown a few times a second, not per step.
+    """
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._last = -float("inf")
+
+    def ready(self) -> bool:
+        now = time.perf_counter()
+        if now - self._last < self.interval:
+            return False
+        self._last = now
+        return True
+
+
+def fit_table_height(table: Any, max_rows: int = 12) -> None:
+    """Make a QTableWidget exactly as tall as its rows (up to ``max_rows``), so a dock
+    does not waste space below a short table."""
+    table.resizeRowsToContents()
+    rows = min(table.rowCount(), max_rows)
+    height = table.horizontalHeader().sizeHint().height() + 2 * table.frameWidth() + 4
+    height += sum(table.rowHeight(r) for r in range(rows)) if rows else 30
+    if table.rowCount() > max_rows:
+        height += table.horizontalScrollBar().sizeHint().height()
+    table.setFixedHeight(height)
 
 
 def notify_error(message: str) -> None:
@@ -88,6 +129,16 @@ def image_levels(layer: Any) -> list[Any]:
     return list(layer.data) if layer.multiscale else [layer.data]
 
 
+def visible_region(layer: Any, max_side: int):
+    """The part of an image layer in view, as a level-0 :class:`~napari_dfa.data.regions.Region`
+    of at most ``max_side`` px a side (centred on the view)."""
+    from napari_dfa.data.regions import view_region
+
+    level = layer.data_level if layer.multiscale else 0
+    down = layer.downsample_factors[level][-2:] if layer.multiscale else (1.0, 1.0)
+    return view_region(layer.corner_pixels, down, image_levels(layer)[0].shape[:2], max_side)
+
+
 def world_transform(layer: Any) -> tuple[np.ndarray, np.ndarray]:
     """``(scale, translate)`` of the layer's last two (y, x) axes."""
     return np.asarray(layer.scale, float)[-2:], np.asarray(layer.translate, float)[-2:]
@@ -101,7 +152,11 @@ def put_layer(viewer: Any, role: str, data: Any, kind: str, **kwargs: Any) -> An
     """
     name = kwargs.get("name")
     for lay in viewer.layers:
-        if lay.metadata.get(OWNER_KEY) == role and lay.name == name and lay.__class__.__name__.lower() == kind:
+        if (
+            lay.metadata.get(OWNER_KEY) == role
+            and lay.name == name
+            and lay.__class__.__name__.lower() == kind
+        ):
             lay.data = data
             for key in ("scale", "translate", "contrast_limits"):
                 if key in kwargs:
@@ -113,16 +168,59 @@ def put_layer(viewer: Any, role: str, data: Any, kind: str, **kwargs: Any) -> An
     return add(data, metadata=metadata, **kwargs)
 
 
-def start_task(func: Callable[..., Any], *args: Any, on_return: Callable[[Any], None],
-               doing: str, on_done: Callable[[], None] | None = None) -> Any:
-    """Run a short function in a worker thread; its result goes to ``on_return`` (GUI thread)."""
+class _Failed:
+    """A job's exception, returned instead of raised: napari would otherwise also relay
+    it as a raw traceback notification next to ours."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _guard(callback: Callable[..., None]) -> Callable[..., None]:
+    """A GUI callback that does nothing once its widget was closed (deleted by Qt)."""
+
+    def guarded(*args: Any) -> None:
+        try:
+            callback(*args)
+        except RuntimeError as exc:
+            if "has been deleted" not in str(exc):
+                raise
+
+    return guarded
+
+
+def _deliver(doing: str, on_return: Callable[[Any], None]) -> Callable[[Any], None]:
+    def deliver(result: Any) -> None:
+        if isinstance(result, _Failed):
+            notify_exception(result.exc, doing)
+        else:
+            on_return(result)
+
+    return _guard(deliver)
+
+
+def start_task(
+    func: Callable[..., Any],
+    *args: Any,
+    on_return: Callable[[Any], None],
+    doing: str,
+    on_done: Callable[[], None] | None = None,
+) -> Any:
+    """Run a short function in a worker thread; its result goes to ``on_return`` (GUI
+    thread), a failure to an error notification."""
     from napari.qt.threading import create_worker
 
-    worker = create_worker(func, *args, _start_thread=False)
-    worker.returned.connect(on_return)
-    worker.errored.connect(lambda exc: notify_exception(exc, doing))
+    def run() -> Any:
+        try:
+            return func(*args)
+        except Exception as exc:  # noqa: BLE001 - reported as a notification
+            return _Failed(exc)
+
+    worker = create_worker(
+        run, _start_thread=False, _ignore_errors=True, _connect={"returned": _deliver(doing, on_return)}
+    )
     if on_done is not None:
-        worker.finished.connect(on_done)
+        worker.finished.connect(_guard(on_done))
     worker.start()
     return worker
 
@@ -134,24 +232,35 @@ def _close_quietly(gen: Generator) -> None:
         log.exception("cleanup of a cancelled napari-dfa job failed")
 
 
-def start_job(job: Generator, *, doing: str, on_yield: Callable[[Any], None],
-              on_return: Callable[[Any], None], on_done: Callable[[], None]) -> Any:
+def start_job(
+    job: Generator,
+    *,
+    doing: str,
+    on_yield: Callable[[Any], None],
+    on_return: Callable[[Any], None],
+    on_done: Callable[[], None],
+) -> Any:
     """Run a job generator in a napari thread worker.
 
     ``worker.quit()`` (our Cancel button or napari's task-status cancel) stops it at the
     next ``yield``; the job is then closed in a background thread so its own cleanup
-    (thread pools, temporary files) never runs in the GUI thread.
+    (thread pools, temporary files) never runs in the GUI thread. A failure becomes an
+    error notification.
     """
     from napari.qt.threading import create_worker
 
     def drive():
-        return (yield from job)
+        try:
+            return (yield from job)
+        except Exception as exc:  # noqa: BLE001 - reported as a notification
+            return _Failed(exc)
 
-    worker = create_worker(drive, _start_thread=False)
-    worker.yielded.connect(on_yield)
-    worker.returned.connect(on_return)
-    worker.errored.connect(lambda exc: notify_exception(exc, doing))
+    worker = create_worker(
+        drive,
+        _start_thread=False,
+        _connect={"yielded": _guard(on_yield), "returned": _deliver(doing, on_return)},
+    )
     worker.aborted.connect(lambda: threading.Thread(target=_close_quietly, args=(job,), daemon=True).start())
-    worker.finished.connect(on_done)
+    worker.finished.connect(_guard(on_done))
     worker.start()
     return worker

@@ -30,6 +30,7 @@ __all__ = [
     "save_model_job",
     "segment_job",
     "train_job",
+    "warm_up",
 ]
 
 
@@ -69,6 +70,22 @@ class PreviewSettings:
         self.region: Region | None = None
 
 
+def warm_up() -> None:
+    """Import what the first training step or tile would import lazily (torch's optimizer
+    pulls in ``torch._dynamo``: ~1.5 s of module execution holding the GIL; zarr, the
+    engine). Run in a background thread when a widget opens, so that this does not stall
+    the viewer while training or segmenting."""
+    import torch
+    import zarr  # noqa: F401 - the segmentation store
+
+    from napari_dfa import trainers  # noqa: F401 - the training modules
+    from napari_dfa.infer import engine  # noqa: F401
+    from napari_dfa.model import adapt  # noqa: F401
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    torch.optim.AdamW([param], lr=0.0).step()
+
+
 def _set_threads(threads: int | None) -> None:
     """torch CPU threads for this (worker) thread: the setting is per thread."""
     if threads:
@@ -82,10 +99,13 @@ def load_model_job(folder: str | Path | None = None) -> tuple[Any, str]:
     if folder is None:
         from napari_dfa.sample import load_default_model
 
-        return load_default_model("cpu"), "shipped default model"
-    from napari_dfa.checkpoint import load_model
+        model, source = load_default_model("cpu"), "shipped default model"
+    else:
+        from napari_dfa.checkpoint import load_model
 
-    return load_model(folder, device="cpu"), f"model folder {folder}"
+        model, source = load_model(folder, device="cpu"), f"model folder {folder}"
+    model.source = source  # what a fine-tune records as "started_from"
+    return model, source
 
 
 def save_model_job(model: Any, folder: str | Path) -> Path:
@@ -150,8 +170,15 @@ def train_job(
     config = replace(config, **changes)
     yield StatusEvent(f"reading {len(regions)} annotated region(s) of the image")
     images = [read_region(image, r) for r in regions]
-    gen = start_training(images, list(label_crops), list(class_names), loss=loss, init=init, config=config,
-                         class_colors=list(class_colors))
+    gen = start_training(
+        images,
+        list(label_crops),
+        list(class_names),
+        loss=loss,
+        init=init,
+        config=config,
+        class_colors=list(class_colors),
+    )
     try:
         while True:
             try:
@@ -214,8 +241,14 @@ def segment_job(
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def attention_job(model: Any, image: Any, region: Region, layer: int = -1, head: int | None = None,
-                  threads: int | None = None):
+def attention_job(
+    model: Any,
+    image: Any,
+    region: Region,
+    layer: int = -1,
+    head: int | None = None,
+    threads: int | None = None,
+):
     """Per-class cross-attention maps of ``image[region]`` (level 0), placed in level-0 px."""
     from napari_dfa.inspect import attention_maps
 
@@ -224,8 +257,9 @@ def attention_job(model: Any, image: Any, region: Region, layer: int = -1, head:
     return attention_maps(model, rgb, layer=layer, head=head, origin=region.origin, pixel_scale=1.0)
 
 
-def difficulty_job(model: Any, image: Any, region: Region, kind: str = "entropy",
-                   threads: int | None = None) -> np.ndarray:
+def difficulty_job(
+    model: Any, image: Any, region: Region, kind: str = "entropy", threads: int | None = None
+) -> np.ndarray:
     """Per-pixel difficulty map (``entropy`` / ``margin`` / ``bias``) of ``image[region]``."""
     from napari_dfa.inspect import difficulty_map
 

@@ -13,11 +13,13 @@ from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableW
 
 from napari_dfa._widgets._common import (
     default_threads,
+    fit_table_height,
     image_levels,
     layer_choices,
     notify_error,
     put_layer,
     start_task,
+    visible_region,
     world_transform,
 )
 from napari_dfa._widgets.state import ModelState, model_state
@@ -41,11 +43,20 @@ class DifficultyWidget(Container):
         self.state: ModelState = model_state(napari_viewer)
         shapes = layer_choices(napari_viewer, Shapes)
         self.image = ComboBox(label="image", choices=layer_choices(napari_viewer, Image))
-        self.region = ComboBox(label="region", choices=lambda w: [(VIEW, VIEW), *shapes(w)],
-                               tooltip="the visible part of the image, or the box around a Shapes layer's "
-                                       "selected (else last) shape")
-        self.max_side = SpinBox(label="max px", min=64, max=8192, step=64, value=1024,
-                                tooltip="larger regions keep their central part")
+        self.region = ComboBox(
+            label="region",
+            choices=lambda w: [(VIEW, VIEW), *shapes(w)],
+            tooltip="the visible part of the image, or the box around a Shapes layer's "
+            "selected (else last) shape",
+        )
+        self.max_side = SpinBox(
+            label="max px",
+            min=64,
+            max=8192,
+            step=64,
+            value=1024,
+            tooltip="larger regions keep their central part",
+        )
         self.layer = SpinBox(label="decoder layer", min=-1, max=-1, value=-1, tooltip="-1 = last")
         self.head = ComboBox(label="head", choices=self._head_choices, value=MEAN)
         self.attention_button = PushButton(text="Attention maps")
@@ -53,12 +64,16 @@ class DifficultyWidget(Container):
         self.difficulty_button = PushButton(text="Difficulty map")
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
-        self.extend([
-            Container(widgets=[self.image, self.region, self.max_side], labels=True),
-            Container(widgets=[self.layer, self.head, self.attention_button], layout="horizontal", labels=True),
-            Container(widgets=[self.kind, self.difficulty_button], layout="horizontal", labels=True),
-            self.status,
-        ])
+        self.extend(
+            [
+                Container(widgets=[self.image, self.region, self.max_side], labels=True),
+                Container(
+                    widgets=[self.layer, self.head, self.attention_button], layout="horizontal", labels=True
+                ),
+                Container(widgets=[self.kind, self.difficulty_button], layout="horizontal", labels=True),
+                self.status,
+            ]
+        )
         from napari_dfa._widgets._plots import BiasChart
 
         self.chart = BiasChart()
@@ -66,9 +81,9 @@ class DifficultyWidget(Container):
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.table.setMinimumHeight(120)
         self.native.layout().insertWidget(0, self.chart.canvas)
         self.native.layout().insertWidget(1, self.table)
+        self.native.layout().addStretch(1)
         self._workers: list[Any] = []
         self.attention_button.changed.connect(self.show_attention)
         self.difficulty_button.changed.connect(self.show_difficulty)
@@ -77,6 +92,11 @@ class DifficultyWidget(Container):
         self.refresh()
 
     # --- bias readout ----------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """Whether a job of this dock is running."""
+        return bool(self._workers)
+
     def _on_model_changed(self, _state: Any = None) -> None:
         self.refresh()
 
@@ -87,6 +107,7 @@ class DifficultyWidget(Container):
         if not self.state.has_model:
             self.chart.show([], [], [])
             self.table.setRowCount(0)
+            fit_table_height(self.table)
             self.status.value = "No model yet: load one in the Model widget or fine-tune one."
             return
         model = self.state.model
@@ -94,18 +115,28 @@ class DifficultyWidget(Container):
         self.chart.show([r.name for r in rows], [r.init for r in rows], [r.learned for r in rows])
         self.table.setRowCount(len(rows))
         for i, r in enumerate(rows):
-            values = (r.name, f"{r.prior:.3f}", f"{r.neg_log_prior:.2f}", f"{r.init:+.2f}", f"{r.learned:+.2f}",
-                      f"{r.drift:+.2f}", f"{r.relative_drift:+.2f}")
+            values = (
+                r.name,
+                f"{r.prior:.3f}",
+                f"{r.neg_log_prior:.2f}",
+                f"{r.init:+.2f}",
+                f"{r.learned:+.2f}",
+                f"{r.drift:+.2f}",
+                f"{r.relative_drift:+.2f}",
+            )
             for j, text in enumerate(values):
                 item = QTableWidgetItem(text)
                 if j == 0:
                     item.setData(Qt.ItemDataRole.DecorationRole, QColor(r.color))  # a colour swatch
                 self.table.setItem(i, j, item)
+        fit_table_height(self.table)
         n_layers = model.config.dec_layers
         self.layer.min, self.layer.max = -n_layers, n_layers - 1
         self.head.reset_choices()
-        self.status.value = (f"model: {self.state.source}. Relative drift > 0: the class got more attention "
-                             "than its rarity implied (harder than its frequency).")
+        self.status.value = (
+            f"model: {self.state.source}. Relative drift > 0: the class got more attention "
+            "than its rarity implied (harder than its frequency)."
+        )
 
     def _head_choices(self, _widget: Any = None) -> list[str]:
         heads = self.state.model.config.num_heads if self.state.has_model else 0
@@ -113,7 +144,7 @@ class DifficultyWidget(Container):
 
     # --- maps ------------------------------------------------------------------------
     def _region(self):
-        from napari_dfa.data.regions import Region, view_region
+        from napari_dfa.data.regions import view_region
 
         layer = self.image.value
         if layer is None:
@@ -124,13 +155,13 @@ class DifficultyWidget(Container):
         shape = level0.shape[:2]
         side = self.max_side.value
         if self.region.value == VIEW:
-            level = layer.data_level if layer.multiscale else 0
-            down = layer.downsample_factors[level][-2:] if layer.multiscale else (1.0, 1.0)
-            region = view_region(layer.corner_pixels, down, shape, side)
+            region = visible_region(layer, side)
         else:
             shapes = self.region.value
             if not len(shapes.data):
-                raise InputError(f"shapes layer '{shapes.name}' has no shapes; draw a rectangle over the region")
+                raise InputError(
+                    f"shapes layer '{shapes.name}' has no shapes; draw a rectangle over the region"
+                )
             idx = sorted(shapes.selected_data) or [len(shapes.data) - 1]
             verts = np.concatenate([np.asarray(shapes.data[i])[:, -2:] for i in idx])
             s_scale, s_trans = world_transform(shapes)
@@ -143,8 +174,13 @@ class DifficultyWidget(Container):
         return layer, level0, region
 
     def _run(self, func: Any, *args: Any, doing: str, on_return: Any) -> Any:
-        worker = start_task(func, *args, doing=doing, on_return=on_return,
-                            on_done=lambda: self._workers.remove(worker) if worker in self._workers else None)
+        worker = start_task(
+            func,
+            *args,
+            doing=doing,
+            on_return=on_return,
+            on_done=lambda: self._workers.remove(worker) if worker in self._workers else None,
+        )
         self._workers.append(worker)
         return worker
 
@@ -165,8 +201,17 @@ class DifficultyWidget(Container):
             return None
         head = None if self.head.value == MEAN else int(self.head.value)
         self.status.value = f"computing attention maps of {region.shape[0]} x {region.shape[1]} px ..."
-        return self._run(attention_job, model, level0, region, self.layer.value, head, default_threads(),
-                         doing="Attention maps", on_return=lambda am: self._add_attention(layer, am))
+        return self._run(
+            attention_job,
+            model,
+            level0,
+            region,
+            self.layer.value,
+            head,
+            default_threads(),
+            doing="Attention maps",
+            on_return=lambda am: self._add_attention(layer, am),
+        )
 
     def _add_attention(self, layer: Any, am: Any) -> None:
         from napari.utils.colormaps import Colormap
@@ -178,13 +223,26 @@ class DifficultyWidget(Container):
             hexc = colors[k] if k < len(colors) else "#ffffff"
             rgb = [int(hexc[i : i + 2], 16) / 255 for i in (1, 3, 5)]
             cmap = Colormap([[0, 0, 0, 1], [*rgb, 1]], name=f"dfa {name}")
-            put_layer(self.viewer, "attention", m, "image", name=f"attention: {name}", colormap=cmap,
-                      blending="additive", scale=scale * np.asarray(am.scale), opacity=0.8,
-                      translate=translate + scale * np.asarray(am.translate),
-                      contrast_limits=(0.0, float(m.max()) or 1.0))
+            put_layer(
+                self.viewer,
+                "attention",
+                m,
+                "image",
+                name=f"attention: {name}",
+                colormap=cmap,
+                blending="additive",
+                scale=scale * np.asarray(am.scale),
+                opacity=0.8,
+                translate=translate + scale * np.asarray(am.translate),
+                contrast_limits=(0.0, float(np.percentile(m, 99.5)) or float(m.max()) or 1.0),
+                gamma=0.6,
+                interpolation2d="linear",
+            )
         head = "mean over heads" if am.head is None else f"head {am.head}"
-        self.status.value = (f"attention maps: decoder layer {am.layer}, {head}, stride {am.stride} px "
-                             f"({len(am.class_names)} layers 'attention: <class>')")
+        self.status.value = (
+            f"attention maps: decoder layer {am.layer}, {head}, stride {am.stride} px "
+            f"({len(am.class_names)} layers 'attention: <class>')"
+        )
 
     def show_difficulty(self) -> Any:
         """A per-pixel difficulty map (entropy / margin / bias) of the region as an Image layer."""
@@ -198,16 +256,36 @@ class DifficultyWidget(Container):
             return None
         kind = self.kind.value
         self.status.value = f"computing the {kind} map of {region.shape[0]} x {region.shape[1]} px ..."
-        return self._run(difficulty_job, model, level0, region, kind, default_threads(), doing="Difficulty map",
-                         on_return=lambda m: self._add_difficulty(layer, region, kind, m))
+        return self._run(
+            difficulty_job,
+            model,
+            level0,
+            region,
+            kind,
+            default_threads(),
+            doing="Difficulty map",
+            on_return=lambda m: self._add_difficulty(layer, region, kind, m),
+        )
 
     def _add_difficulty(self, layer: Any, region: Any, kind: str, m: np.ndarray) -> None:
         scale, translate = world_transform(layer)
         lo, hi = (float(m.min()), float(m.max())) if kind == "bias" else (0.0, 1.0)
-        put_layer(self.viewer, "difficulty", m, "image", name=f"difficulty ({kind})", colormap="inferno",
-                  opacity=0.6, scale=scale, translate=translate + scale * np.asarray(region.origin),
-                  contrast_limits=(lo, hi if hi > lo else lo + 1e-6))
-        self.status.value = (f"difficulty ({kind}) of {region.shape[0]} x {region.shape[1]} px: bright = "
-                             "where the model is unsure" if kind != "bias" else
-                             f"difficulty (bias) of {region.shape[0]} x {region.shape[1]} px: bright = predicted "
-                             "classes whose bias grew most")
+        put_layer(
+            self.viewer,
+            "difficulty",
+            m,
+            "image",
+            name=f"difficulty ({kind})",
+            colormap="inferno",
+            opacity=0.6,
+            scale=scale,
+            translate=translate + scale * np.asarray(region.origin),
+            contrast_limits=(lo, hi if hi > lo else lo + 1e-6),
+        )
+        self.status.value = (
+            f"difficulty ({kind}) of {region.shape[0]} x {region.shape[1]} px: bright = "
+            "where the model is unsure"
+            if kind != "bias"
+            else f"difficulty (bias) of {region.shape[0]} x {region.shape[1]} px: bright = predicted "
+            "classes whose bias grew most"
+        )

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-import time
+import threading
 from typing import Any
 
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    Label,
+    ProgressBar,
+    PushButton,
+)
 
 from napari_dfa._widgets._common import (
-    default_threads,
+    ACTIVITY_TIP,
+    Throttle,
     image_levels,
     layer_choices,
     notify_error,
     notify_info,
     put_layer,
     start_job,
+    start_task,
+    visible_region,
     world_transform,
 )
 from napari_dfa._widgets.state import ModelState, model_state
@@ -23,64 +33,50 @@ from napari_dfa.errors import DFAError, InputError
 __all__ = ["FineTuneWidget"]
 
 PREVIEW_SIDE = 512  # px: the live preview predicts at most this much of the view
+REFRESH_S = 0.5  # s between two updates of the dock while training
 
 
 class FineTuneWidget(Container):
     """Fine-tune the current model on a Labels/Shapes annotation layer over an image."""
 
     def __init__(self, napari_viewer: Any) -> None:
-        import os
-
         from napari.layers import Image, Labels, Shapes
 
-        from napari_dfa.device import DEVICES
-        from napari_dfa.model import BIAS_INITS, BIAS_PLACEMENTS, ModelConfig
-        from napari_dfa.model.loss_presets import LOSSES
-        from napari_dfa.train import TrainConfig
+        from napari_dfa._widgets._train_options import TrainOptions
 
         super().__init__(labels=False)
         self.viewer = napari_viewer
         self.state: ModelState = model_state(napari_viewer)
-        tc, mc = TrainConfig(), ModelConfig(class_names=["x"])
         self.image = ComboBox(label="image", choices=layer_choices(napari_viewer, Image))
-        self.annotations = ComboBox(label="annotations", choices=layer_choices(napari_viewer, Labels, Shapes),
-                                    tooltip="a Labels layer (0 = unlabeled, 1..K = classes) or a Shapes "
-                                            "layer with a 'class' feature")
+        self.annotations = ComboBox(
+            label="annotations",
+            choices=layer_choices(napari_viewer, Labels, Shapes),
+            tooltip="a Labels layer (0 = unlabeled, 1..K = classes) or a Shapes layer with a 'class' feature",
+        )
         self.count_button = PushButton(text="Count annotations")
-        self.placement = ComboBox(label="bias placement", choices=BIAS_PLACEMENTS, value=mc.bias_placement)
-        self.bias_init = ComboBox(label="bias init", choices=BIAS_INITS, value=mc.bias_init)
-        self.loss = ComboBox(label="loss", choices=LOSSES, value="plain")
-        self.steps = SpinBox(label="steps", min=1, max=1_000_000, value=tc.steps)
-        self.max_seconds = FloatSpinBox(label="max s", min=0, max=1e6, step=10, value=60.0,
-                                        tooltip="time budget in seconds (0 = steps only)")
-        self.batch_size = SpinBox(label="batch", min=1, max=256, value=tc.batch_size)
-        self.crop_size = SpinBox(label="crop px", min=32, max=2048, step=32, value=tc.crop_size)
-        self.device = ComboBox(label="device", choices=DEVICES, value=tc.device)
-        self.threads = SpinBox(label="CPU threads", min=1, max=os.cpu_count() or 1, value=default_threads(),
-                               tooltip="torch threads of the training thread; one core is left to the viewer")
-        self.preview = CheckBox(text="live preview of the view", value=False)
-        self.preview_every = SpinBox(label="every (steps)", min=1, max=10_000, value=10)
+        self.train_options = TrainOptions()
+        for name in TrainOptions.FIELDS:  # ft.steps, ft.device, ...: the options by name
+            setattr(self, name, getattr(self.train_options, name))
         self.start_button = PushButton(text="Fine-tune")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(min=0, max=1000, value=0, label="progress")
+        self.activity = CheckBox(text="napari activity bar", value=False, tooltip=ACTIVITY_TIP)
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
 
         def row(*widgets: Any) -> Container:
             return Container(widgets=list(widgets), layout="horizontal", labels=True)
 
-        self.extend([
-            Container(widgets=[self.image, self.annotations], labels=True),
-            self.count_button,
-            row(self.placement, self.bias_init),
-            row(self.loss, self.device),
-            row(self.steps, self.max_seconds),
-            row(self.batch_size, self.crop_size, self.threads),
-            row(self.preview, self.preview_every),
-            row(self.start_button, self.cancel_button),
-            self.progress,
-            self.status,
-        ])
+        self.extend(
+            [
+                Container(widgets=[self.image, self.annotations], labels=True),
+                self.count_button,
+                self.train_options,
+                row(self.start_button, self.cancel_button),
+                row(self.progress, self.activity),
+                self.status,
+            ]
+        )
         from napari_dfa._widgets._class_table import ClassTable
         from napari_dfa._widgets._plots import TrainingPlot
 
@@ -93,31 +89,39 @@ class FineTuneWidget(Container):
         self._pbar = None
         self._cancelled = False
         self._preview = None
+        self._refresh = Throttle(REFRESH_S)
         self._context: dict[str, Any] = {}
         self.image.changed.connect(self._on_inputs_changed)
         self.annotations.changed.connect(self._on_annotations_changed)
         self.count_button.changed.connect(lambda: self.refresh(notify=True))
         self.start_button.changed.connect(self.start)
         self.cancel_button.changed.connect(self.cancel)
-        napari_viewer.camera.events.center.connect(self._update_preview_region)
-        napari_viewer.camera.events.zoom.connect(self._update_preview_region)
+        camera = napari_viewer.scene.camera if hasattr(napari_viewer, "scene") else napari_viewer.camera
+        camera.events.center.connect(self._update_preview_region)
+        camera.events.zoom.connect(self._update_preview_region)
         self.state.connect(self._on_model_changed)
         self.reset_choices()
         self.refresh()
+        from napari_dfa._widgets._jobs import load_model_job, warm_up
+
+        threading.Thread(target=warm_up, name="napari-dfa-warm-up", daemon=True).start()
+        if not self.state.has_model:  # fine-tuning starts from the shipped default model
+            start_task(
+                load_model_job, None, doing="Loading the default model", on_return=self._default_loaded
+            )
+
+    def _default_loaded(self, result: tuple[Any, str]) -> None:
+        if not self.state.has_model:
+            self.state.set_model(*result)
+
+    @property
+    def busy(self) -> bool:
+        """Whether a job of this dock is running."""
+        return self._worker is not None
 
     # --- annotations -> class table ---------------------------------------------------
     def _model_names(self) -> list[str]:
         return list(self.state.model.config.class_names) if self.state.has_model else []
-
-    def _colors_for(self, names: list[str]) -> list[str]:
-        from napari_dfa.model.config import default_colors
-
-        known = {}
-        if self.state.has_model:
-            cfg = self.state.model.config
-            known = dict(zip(cfg.class_names, cfg.class_colors))
-        fresh = default_colors(len(names))
-        return [known.get(n, fresh[i]) for i, n in enumerate(names)]
 
     def _on_model_changed(self, _state: Any = None) -> None:
         if self._worker is None:  # a new model brings its class names; a running job keeps the table
@@ -136,15 +140,20 @@ class FineTuneWidget(Container):
         from napari_dfa._widgets._annotations import read_annotations
 
         if self.image.value is None:
-            raise InputError("there is no image layer; open an RGB H&E image first (File > Open Sample > napari DFA)")
+            raise InputError(
+                "there is no image layer; open an RGB H&E image first (File > Open Sample > napari DFA)"
+            )
         if self.annotations.value is None:
-            raise InputError("there is no annotation layer; add a Labels layer (Layers > New Labels layer), "
-                             "paint a few strokes per class (0 = unlabeled), then fine-tune")
+            raise InputError(
+                "there is no annotation layer; add a Labels layer (Layers > New Labels layer), "
+                "paint a few strokes per class (0 = unlabeled), then fine-tune"
+            )
         names = self.table.names() if self.table.rowCount() else self._model_names()
         return read_annotations(self.annotations.value, self.image.value, names, margin=margin)
 
     def refresh(self, notify: bool = False) -> Any:
         """Count the annotated pixels per class and show the frequency prior they imply."""
+        from napari_dfa._widgets._annotations import class_colors
         from napari_dfa.data.regions import class_counts
         from napari_dfa.model import frequency_prior
 
@@ -157,63 +166,77 @@ class FineTuneWidget(Container):
             return None
         counts = class_counts(ann.labels, ann.num_classes)
         prior = frequency_prior(counts) if ann.num_classes else []
-        self.table.set_classes(ann.class_names, self._colors_for(ann.class_names), counts, prior)
-        self.status.value = (f"{int(counts.sum()):,} annotated px in {len(ann.regions)} region(s) of "
-                             f"'{ann.layer_name}'; the prior \u03c0 initialises the DFA bias")
+        colors = class_colors(ann.class_names, self.state.model, self.annotations.value)
+        self.table.set_classes(ann.class_names, colors, counts, prior)
+        self.status.value = (
+            f"{int(counts.sum()):,} annotated px in {len(ann.regions)} region(s) of "
+            f"'{ann.layer_name}'; the prior \u03c0 initialises the DFA bias"
+        )
         return ann
 
     # --- training --------------------------------------------------------------------
-    def _check_table(self) -> tuple[list[str], list[str]]:
-        from napari_dfa._widgets._class_table import is_color
-
-        names, colors = self.table.names(), self.table.colors()
-        for i, (n, c) in enumerate(zip(names, colors), start=1):
-            if not n:
-                raise InputError(f"class {i} has no name; type a name in the class table")
-            if not is_color(c):
-                raise InputError(f"class {i} ({n}) colour '{c}' is not a #rrggbb colour; fix it in the class table")
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise InputError(f"class names must be unique, {dupes} appear twice; rename one in the class table")
-        return names, colors
-
     def start(self) -> Any:
         """Start fine-tuning (from the current model, or the shipped default)."""
         from napari_dfa._widgets._jobs import PreviewSettings, train_job
         from napari_dfa.device import resolve_device
-        from napari_dfa.train import TrainConfig
 
         if self._worker is not None:
             return None
         try:
             ann = self._read(margin=self.crop_size.value)
             if ann.pixels == 0:
-                raise InputError(f"layer '{ann.layer_name}' has no annotations (every pixel is 0 = unlabeled); "
-                                 "paint a few strokes of each class, then fine-tune")
+                raise InputError(
+                    f"layer '{ann.layer_name}' has no annotations (every pixel is 0 = unlabeled); "
+                    "paint a few strokes of each class, then fine-tune"
+                )
             self.refresh()
-            names, colors = self._check_table()
+            names, colors = self.table.validated()
             resolve_device(self.device.value)
         except DFAError as exc:
             notify_error(str(exc))
             return None
         image_layer = self.image.value
-        cfg = TrainConfig(steps=self.steps.value, max_seconds=self.max_seconds.value or None,
-                          batch_size=self.batch_size.value, crop_size=self.crop_size.value, device=self.device.value)
+        cfg = self.train_options.config()
         self._preview = PreviewSettings(self.preview_every.value) if self.preview.value else None
-        self._context = {"image": image_layer, "names": names, "colors": colors, "annotations": ann.layer_name,
-                         "started": time.perf_counter(), "source": self.state.source or "shipped default model"}
+        self._context = {
+            "image": image_layer,
+            "names": names,
+            "colors": colors,
+            "annotations": ann.layer_name,
+            "source": self.state.source or "shipped default model",
+        }
         self._update_preview_region()
-        job = train_job(image_levels(image_layer)[0], ann.regions, ann.labels, names, colors, self.loss.value,
-                        self.state.model, cfg, self._preview, self.threads.value,
-                        bias_placement=self.placement.value, bias_init=self.bias_init.value)
+        job = train_job(
+            image_levels(image_layer)[0],
+            ann.regions,
+            ann.labels,
+            names,
+            colors,
+            self.loss.value,
+            self.state.model,
+            cfg,
+            self._preview,
+            self.threads.value,
+            bias_placement=self.placement.value,
+            bias_init=self.bias_init.value,
+        )
         from napari.utils import progress
 
-        self._pbar = progress(total=cfg.steps, desc="napari-dfa fine-tune")
+        self._pbar = (
+            None if not self.activity.value else progress(total=cfg.steps, desc="napari-dfa fine-tune")
+        )
+        self.plot.reset(names, colors, steps=cfg.steps if not cfg.max_seconds else min(cfg.steps, 50))
+        self._refresh = Throttle(REFRESH_S)
         self._cancelled = False
         self._set_running(True)
         self.status.value = "starting ..."
-        self._worker = start_job(job, doing="Fine-tuning", on_yield=self._on_event, on_return=self._on_result,
-                                 on_done=self._on_done)
+        self._worker = start_job(
+            job,
+            doing="Fine-tuning",
+            on_yield=self._on_event,
+            on_return=self._on_result,
+            on_done=self._on_done,
+        )
         return self._worker
 
     def cancel(self) -> None:
@@ -231,15 +254,10 @@ class FineTuneWidget(Container):
         self.count_button.enabled = not running
 
     def _update_preview_region(self, *_: Any) -> None:
-        from napari_dfa.data.regions import view_region
-
         layer = self._context.get("image")
         if self._preview is None or layer is None or layer not in self.viewer.layers:
             return
-        level0 = image_levels(layer)[0]
-        level = layer.data_level if layer.multiscale else 0
-        down = layer.downsample_factors[level][-2:] if layer.multiscale else (1.0, 1.0)
-        region = view_region(layer.corner_pixels, down, level0.shape[:2], PREVIEW_SIDE)
+        region = visible_region(layer, PREVIEW_SIDE)
         self._preview.region = region if region.size else None
 
     def _on_event(self, event: Any) -> None:
@@ -260,10 +278,20 @@ class FineTuneWidget(Container):
 
     def _on_step(self, ev: Any) -> None:
         ctx = self._context
-        if ev.step == 1 or "plotted" not in ctx:
+        if "plotted" not in ctx:
             ctx["plotted"] = True
-            self.plot.reset(ctx["names"], ctx["colors"], ev.bias_init)
+            self.plot.set_bias_init(ev.bias_init)
         self.plot.add(ev.step, ev.loss, ev.bias)
+        ctx["last"] = ev
+        if self._refresh.ready():
+            self._show_step()
+
+    def _show_step(self) -> None:
+        """Show the latest step (at most a few times a second: every repaint costs GUI time)."""
+        ev = self._context.get("last")
+        if ev is None:
+            return
+        self.plot.draw()
         frac = ev.fraction
         budget = self.max_seconds.value
         if budget:
@@ -272,28 +300,40 @@ class FineTuneWidget(Container):
         if self._pbar is not None:
             self._pbar.update(ev.step - self._pbar.n)
         rate = ev.step / ev.elapsed if ev.elapsed > 0 else 0.0
-        self.status.value = (f"step {ev.step}/{ev.total_steps} \u00b7 loss {ev.loss:.3f} \u00b7 {rate:.2f} steps/s "
-                             f"\u00b7 ETA {ev.eta:.0f} s \u00b7 device: {ev.device}")
-        ctx["device"] = ev.device
+        self.status.value = (
+            f"step {ev.step}/{ev.total_steps} \u00b7 loss {ev.loss:.3f} \u00b7 {rate:.2f} steps/s "
+            f"\u00b7 ETA {ev.eta:.0f} s \u00b7 device: {ev.device}"
+        )
 
     def _show_preview(self, ev: Any) -> None:
         from napari_dfa.layers import labels_colormap
 
         layer = self._context["image"]
         scale, translate = world_transform(layer)
-        put_layer(self.viewer, "preview", ev.labels, "labels", name="DFA live preview",
-                  colormap=labels_colormap(self._context["colors"]), opacity=0.5, scale=scale,
-                  translate=translate + scale * ev.region.origin)
+        put_layer(
+            self.viewer,
+            "preview",
+            ev.labels,
+            "labels",
+            name="DFA live preview",
+            colormap=labels_colormap(self._context["colors"]),
+            opacity=0.5,
+            scale=scale,
+            translate=translate + scale * ev.region.origin,
+        )
 
     def _on_result(self, result: Any) -> None:
         if self._cancelled:
             return
         ctx = self._context
-        self.plot.draw(force=True)
-        source = (f"fine-tuned on '{ctx['annotations']}' ({result.steps} steps, from {ctx['source']})")
+        self._show_step()
+        source = f"fine-tuned on '{ctx['annotations']}' ({result.steps} steps, from {ctx['source']})"
         self.state.set_model(result.model, source)
-        msg = (f"fine-tuned {result.steps} steps in {result.elapsed:.0f} s (stopped by {result.stopped}), "
-               f"final loss {result.final_loss:.3f} on {result.summary.get('device', '?')}; it is now the current model")
+        msg = (
+            f"fine-tuned {result.steps} steps in {result.elapsed:.0f} s (stopped by {result.stopped}), "
+            f"final loss {result.final_loss:.3f} on {result.summary.get('device', '?')}; "
+            "it is now the current model"
+        )
         self.status.value = msg
         notify_info(f"napari-dfa: {msg}")
 

@@ -32,12 +32,15 @@ class ModelWidget(Container):
         self.info = Label(value="")
         self.info.native.setWordWrap(True)
         self.info.native.setTextFormat(Qt.TextFormat.RichText)
-        self.extend([
-            self.default_button,
-            Container(widgets=[self.load_folder, self.load_button], layout="horizontal", labels=False),
-            Container(widgets=[self.save_folder, self.save_button], layout="horizontal", labels=False),
-            self.info,
-        ])
+        self.extend(
+            [
+                self.default_button,
+                Container(widgets=[self.load_folder, self.load_button], layout="horizontal", labels=False),
+                Container(widgets=[self.save_folder, self.save_button], layout="horizontal", labels=False),
+                self.info,
+            ]
+        )
+        self.native.layout().addStretch(1)
         self.default_button.changed.connect(lambda: self.load(None))
         self.load_button.changed.connect(self._load_clicked)
         self.save_button.changed.connect(self._save_clicked)
@@ -55,8 +58,9 @@ class ModelWidget(Container):
         self._busy(True)
         self.info.value = "loading the model ..."
         doing = "Loading the default model" if folder is None else f"Loading the model folder {folder}"
-        self._worker = start_task(load_model_job, folder, doing=doing, on_return=self._loaded,
-                                  on_done=self._done)
+        self._worker = start_task(
+            load_model_job, folder, doing=doing, on_return=self._loaded, on_done=self._done
+        )
         return self._worker
 
     def _load_clicked(self) -> None:
@@ -80,9 +84,14 @@ class ModelWidget(Container):
             return None
         folder = Path(self.save_folder.value)
         self._busy(True)
-        self._worker = start_task(save_model_job, self.state.model, folder, doing=f"Saving the model to {folder}",
-                                  on_return=lambda p: notify_info(f"napari-dfa: model saved to {p}"),
-                                  on_done=self._done)
+        self._worker = start_task(
+            save_model_job,
+            self.state.model,
+            folder,
+            doing=f"Saving the model to {folder}",
+            on_return=lambda p: notify_info(f"napari-dfa: model saved to {p}"),
+            on_done=self._done,
+        )
         return self._worker
 
     def _done(self) -> None:
@@ -96,12 +105,14 @@ class ModelWidget(Container):
     def refresh(self) -> None:
         d = self.state.describe()
         if not d:
-            self.info.value = ("<i>No model yet.</i> Use the shipped default model or load a model folder; "
-                               "the Fine-tune widget starts from the default model if none is loaded.")
+            self.info.value = (
+                "<i>No model yet.</i> Use the shipped default model or load a model folder; "
+                "the Fine-tune widget starts from the default model if none is loaded."
+            )
             return
         swatches = "<br>".join(
             f"<span style='color:{html.escape(c)}'>&#9632;</span> {i}. {html.escape(n)}"
-            for i, (n, c) in enumerate(zip(d["class_names"], d["class_colors"]), start=1)
+            for i, (n, c) in enumerate(zip(d["class_names"], d["class_colors"], strict=False), start=1)
         )
         lines = [f"<b>Current model</b>: {html.escape(d['source'])}"]
         if d.get("folder"):
@@ -111,7 +122,9 @@ class ModelWidget(Container):
         if d.get("steps"):
             loss = d.get("final_loss")
             loss_text = f", final loss {loss:.3f}" if isinstance(loss, float) else ""
-            lines.append(f"last training: {d['steps']} steps{loss_text} on {d.get('device') or '?'}"
-                         f"{', ' + d['date'] if d.get('date') else ''}")
+            lines.append(
+                f"last training: {d['steps']} steps{loss_text} on {d.get('device') or '?'}"
+                f"{', ' + d['date'] if d.get('date') else ''}"
+            )
         lines.append(f"<b>{len(d['class_names'])} classes</b> (label value: name)<br>{swatches}")
         self.info.value = "<br>".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, ProgressBar, PushButton, SpinBox
 
 from napari_dfa._widgets._common import (
+    ACTIVITY_TIP,
+    Throttle,
     default_threads,
     image_levels,
     layer_choices,
@@ -57,34 +60,41 @@ class SegmentWidget(Container):
         self.device = ComboBox(label="device", choices=DEVICES, value=ec.device)
         self.threads = SpinBox(label="CPU threads", min=1, max=os.cpu_count() or 1, value=default_threads())
         self.tissue = CheckBox(text="skip background (tissue detection)", value=ec.tissue_detection)
-        self.probabilities = ComboBox(label="probabilities", choices=["none", "uint8", "float16"],
-                                      value=ec.probabilities or "none")
-        self.output = FileEdit(mode="d", label="output folder", nullable=True,
-                               tooltip="empty: a temporary folder")
+        self.probabilities = ComboBox(
+            label="probabilities", choices=["none", "uint8", "float16"], value=ec.probabilities or "none"
+        )
+        self.output = FileEdit(
+            mode="d", label="output folder", nullable=True, tooltip="empty: a temporary folder"
+        )
         self.overwrite = CheckBox(text="overwrite", value=ec.overwrite)
         self.start_button = PushButton(text="Segment")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(min=0, max=1000, value=0, label="progress")
+        self.activity = CheckBox(text="napari activity bar", value=False, tooltip=ACTIVITY_TIP)
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
 
         def row(*widgets: Any) -> Container:
             return Container(widgets=list(widgets), layout="horizontal", labels=True)
 
-        self.extend([
-            Container(widgets=[self.image], labels=True),
-            row(self.level, self.level_info),
-            row(self.tile, self.halo, self.batch),
-            row(self.device, self.threads),
-            row(self.tissue, self.probabilities),
-            row(self.output, self.overwrite),
-            row(self.start_button, self.cancel_button),
-            self.progress,
-            self.status,
-        ])
+        self.extend(
+            [
+                Container(widgets=[self.image], labels=True),
+                row(self.level, self.level_info),
+                row(self.tile, self.halo, self.batch),
+                row(self.device, self.threads),
+                row(self.tissue, self.probabilities),
+                row(self.output, self.overwrite),
+                row(self.start_button, self.cancel_button),
+                row(self.progress, self.activity),
+                self.status,
+            ]
+        )
+        self.native.layout().addStretch(1)
         self._worker = None
         self._pbar = None
         self._cancelled = False
+        self._refresh = Throttle(0.5)
         self._context: dict[str, Any] = {}
         self.image.changed.connect(self._on_image_changed)
         self.level.changed.connect(self._on_image_changed)
@@ -92,6 +102,14 @@ class SegmentWidget(Container):
         self.cancel_button.changed.connect(self.cancel)
         self.reset_choices()
         self._on_image_changed()
+        from napari_dfa._widgets._jobs import warm_up
+
+        threading.Thread(target=warm_up, name="napari-dfa-warm-up", daemon=True).start()
+
+    @property
+    def busy(self) -> bool:
+        """Whether a job of this dock is running."""
+        return self._worker is not None
 
     def _on_image_changed(self, *_: Any) -> None:
         layer = self.image.value
@@ -133,21 +151,37 @@ class SegmentWidget(Container):
         if not self.state.has_model:
             notify_info("napari-dfa: no current model; segmenting with the shipped default model")
         levels = image_levels(layer)
-        cfg = EngineConfig(tile=self.tile.value, halo=self.halo.value, batch_size=self.batch.value,
-                           device=self.device.value, tissue_detection=self.tissue.value,
-                           probabilities=None if self.probabilities.value == "none" else self.probabilities.value,
-                           overwrite=self.overwrite.value)
+        cfg = EngineConfig(
+            tile=self.tile.value,
+            halo=self.halo.value,
+            batch_size=self.batch.value,
+            device=self.device.value,
+            tissue_detection=self.tissue.value,
+            probabilities=None if self.probabilities.value == "none" else self.probabilities.value,
+            overwrite=self.overwrite.value,
+        )
         self._context = {"layer": layer, "level": level}
-        job = segment_job(levels if len(levels) > 1 else levels[0], self.state.model, self._out_path(layer, level),
-                          cfg, level, self.threads.value)
+        job = segment_job(
+            levels if len(levels) > 1 else levels[0],
+            self.state.model,
+            self._out_path(layer, level),
+            cfg,
+            level,
+            self.threads.value,
+        )
         from napari.utils import progress
 
-        self._pbar = progress(total=0, desc="napari-dfa segmentation")
+        self._pbar = None if not self.activity.value else progress(total=0, desc="napari-dfa segmentation")
         self._cancelled = False
         self._set_running(True)
         self.status.value = "starting ..."
-        self._worker = start_job(job, doing="Segmentation", on_yield=self._on_progress, on_return=self._on_result,
-                                 on_done=self._on_done)
+        self._worker = start_job(
+            job,
+            doing="Segmentation",
+            on_yield=self._on_progress,
+            on_return=self._on_result,
+            on_done=self._on_done,
+        )
         return self._worker
 
     def cancel(self) -> None:
@@ -175,13 +209,23 @@ class SegmentWidget(Container):
         if isinstance(ev, StatusEvent):
             self.status.value = ev.message
             return
+        self._context["last"] = ev
+        if self._refresh.ready():
+            self._show_progress()
+
+    def _show_progress(self) -> None:
+        ev = self._context.get("last")
+        if ev is None:
+            return
         self.progress.value = int(1000 * ev.fraction)
         if self._pbar is not None:
             if self._pbar.total != ev.total:
                 self._pbar.total = ev.total
             self._pbar.update(ev.done - self._pbar.n)
-        self.status.value = (f"tiles {ev.done}/{ev.total} ({ev.skipped} background) \u00b7 {ev.mpx_per_s:.2f} MP/s "
-                             f"\u00b7 ETA {ev.eta:.0f} s \u00b7 device: {ev.device}")
+        self.status.value = (
+            f"tiles {ev.done}/{ev.total} ({ev.skipped} background) \u00b7 {ev.mpx_per_s:.2f} MP/s "
+            f"\u00b7 ETA {ev.eta:.0f} s \u00b7 device: {ev.device}"
+        )
 
     def _on_result(self, result: Any) -> None:
         from napari.layers import Layer
@@ -191,6 +235,7 @@ class SegmentWidget(Container):
         if self._cancelled:
             return
         ctx = self._context
+        self._show_progress()
         layer, level = ctx["layer"], ctx["level"]
         scale, translate = level_transform(layer, level)
         suffix = f" (level {level})" if level else ""
@@ -204,8 +249,10 @@ class SegmentWidget(Container):
             meta.setdefault("metadata", {})
             meta["metadata"] = dict(meta["metadata"], napari_dfa_role="segmentation", path=str(result.path))
             added.append(self.viewer.add_layer(Layer.create(data, meta, kind)))
-        msg = (f"segmented {result.shape[0]} x {result.shape[1]} px in {result.elapsed:.1f} s "
-               f"({result.tiles} tiles, {result.skipped} background) on {result.device}; saved in {result.path}")
+        msg = (
+            f"segmented {result.shape[0]} x {result.shape[1]} px in {result.elapsed:.1f} s "
+            f"({result.tiles} tiles, {result.skipped} background) on {result.device}; saved in {result.path}"
+        )
         self.status.value = msg
         notify_info(f"napari-dfa: {msg}")
 

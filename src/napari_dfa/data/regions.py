@@ -55,25 +55,35 @@ class Region:
     def grow(self, margin: int, bounds: Sequence[int]) -> Region:
         """The box grown by ``margin`` px on every side, clipped to ``(H, W)``."""
         h, w = int(bounds[0]), int(bounds[1])
-        return Region(max(self.y0 - margin, 0), max(self.x0 - margin, 0),
-                      min(self.y1 + margin, h), min(self.x1 + margin, w))
+        return Region(
+            max(self.y0 - margin, 0),
+            max(self.x0 - margin, 0),
+            min(self.y1 + margin, h),
+            min(self.x1 + margin, w),
+        )
 
     def overlaps(self, other: Region) -> bool:
         return self.y0 < other.y1 and other.y0 < self.y1 and self.x0 < other.x1 and other.x0 < self.x1
 
+    def touches(self, other: Region) -> bool:
+        """Overlaps or shares an edge."""
+        return self.y0 <= other.y1 and other.y0 <= self.y1 and self.x0 <= other.x1 and other.x0 <= self.x1
+
     def union(self, other: Region) -> Region:
-        return Region(min(self.y0, other.y0), min(self.x0, other.x0), max(self.y1, other.y1), max(self.x1, other.x1))
+        return Region(
+            min(self.y0, other.y0), min(self.x0, other.x0), max(self.y1, other.y1), max(self.x1, other.x1)
+        )
 
 
 def merge_regions(regions: Sequence[Region]) -> list[Region]:
-    """Merge overlapping boxes until none overlap (sorted top-left first)."""
+    """Merge overlapping or touching boxes until none do (sorted top-left first)."""
     out = [r for r in regions if r.size > 0]
     merged = True
     while merged:
         merged = False
         for i in range(len(out)):
             for j in range(i + 1, len(out)):
-                if out[i].overlaps(out[j]):
+                if out[i].touches(out[j]):
                     out[i] = out[i].union(out.pop(j))
                     merged = True
                     break
@@ -93,36 +103,21 @@ def _nonzero_box(block: np.ndarray) -> tuple[int, int, int, int] | None:
 def annotated_regions(labels, chunk: int = 1024, margin: int = 0) -> list[Region]:
     """Boxes around the annotated (non-zero) pixels of a label image ``(H, W)``.
 
-    The image is read one ``chunk x chunk`` block at a time. Chunks holding annotations
-    that touch (8-connectivity) form one group; each group gives the exact box of its
-    annotated pixels, grown by ``margin`` (clipped to the image); overlapping boxes are
-    merged. Returns ``[]`` when nothing is annotated.
+    The image is read one ``chunk x chunk`` block at a time; each block's annotated
+    pixels give an exact box, grown by ``margin`` (clipped to the image); boxes that
+    overlap or touch are merged, so strokes far apart give separate boxes and a stroke
+    across a block border gives one. Returns ``[]`` when nothing is annotated.
     """
-    from scipy import ndimage as ndi
-
     h, w = int(labels.shape[0]), int(labels.shape[1])
-    ny, nx = -(-h // chunk), -(-w // chunk)
-    boxes: dict[tuple[int, int], tuple[int, int, int, int]] = {}
-    for by in range(ny):
-        for bx in range(nx):
-            y0, x0 = by * chunk, bx * chunk
+    boxes = []
+    for y0 in range(0, h, chunk):
+        for x0 in range(0, w, chunk):
             block = np.asarray(labels[y0 : min(y0 + chunk, h), x0 : min(x0 + chunk, w)])
             box = _nonzero_box(block != 0)
             if box is not None:
-                boxes[by, bx] = (y0 + box[0], x0 + box[1], y0 + box[2], x0 + box[3])
-    if not boxes:
-        return []
-    grid = np.zeros((ny, nx), bool)
-    for by, bx in boxes:
-        grid[by, bx] = True
-    groups, n = ndi.label(grid, structure=np.ones((3, 3), bool))
-    regions = []
-    for g in range(1, n + 1):
-        members = [boxes[tuple(int(v) for v in idx)] for idx in np.argwhere(groups == g)]
-        b = np.array(members)
-        box = Region(int(b[:, 0].min()), int(b[:, 1].min()), int(b[:, 2].max()), int(b[:, 3].max()))
-        regions.append(box.grow(margin, (h, w)))
-    return merge_regions(regions)
+                r = Region(y0 + box[0], x0 + box[1], y0 + box[2], x0 + box[3])
+                boxes.append(r.grow(margin, (h, w)))
+    return merge_regions(boxes)
 
 
 def read_region(array, region: Region) -> np.ndarray:
@@ -179,7 +174,7 @@ def _polyline_mask(points: np.ndarray, shape: tuple[int, int], radius: float) ->
 
     mask = np.zeros(shape, bool)
     pts = np.round(points).astype(int)
-    for (r0, c0), (r1, c1) in zip(pts[:-1], pts[1:]):
+    for (r0, c0), (r1, c1) in zip(pts[:-1], pts[1:], strict=False):
         rr, cc = line(r0, c0, r1, c1)
         ok = (rr >= 0) & (rr < shape[0]) & (cc >= 0) & (cc < shape[1])
         mask[rr[ok], cc[ok]] = True
@@ -227,7 +222,7 @@ def rasterize_shapes(
     h, w = int(image_shape[0]), int(image_shape[1])
     widths = list(widths) if widths is not None else [3.0] * len(vertices)
     items = []
-    for verts, kind, value, width in zip(vertices, shape_types, values, widths):
+    for verts, kind, value, width in zip(vertices, shape_types, values, widths, strict=False):
         v = np.asarray(verts, dtype=np.float64)[:, -2:]
         if int(value) <= 0 or len(v) == 0:
             continue
