@@ -131,6 +131,24 @@ def test_tissue_detection_skips_glass(model, tmp_path):
     assert (lab[:, 256:] == 0).all() and (lab[:, :256] > 0).all()
 
 
+def test_partly_covered_chunks_compute_only_their_tissue(model, tmp_path):
+    from napari_dfa.infer.tiling import chunk_grid
+    from napari_dfa.infer.tissue import TissueDetector
+
+    img = np.full((512, 512, 3), 245, np.uint8)  # glass, with tissue in the left 160 px only
+    img[:, :160] = generate_tissue((512, 160), seed=2).image
+    (chunk,) = chunk_grid(img.shape[:2], 512, 64)
+    sub, win = TissueDetector().crop(chunk, img, 64)
+    assert (sub.x0, sub.x1, sub.wx0, sub.wx1) == (0, 160, 0, 224) and win.shape == (512, 224, 3)
+    assert sub.index == chunk.index and TissueDetector().crop(chunk, np.full_like(img, 245), 64) is None
+    on = run_to_end(segment(img, model, tmp_path / "on", _cfg(tile=512, halo=64, tissue_detection=True)))
+    off = run_to_end(segment(img, model, tmp_path / "off", _cfg(tile=512, halo=64)))
+    lab_on, lab_off = _labels(on.path), _labels(off.path)
+    assert on.skipped == 0 and (lab_on[:, 160:] == 0).all()
+    # inside the tissue box the cropped window (with its halo) gives the full window's labels
+    assert (lab_on[:, :160] == lab_off[:, :160]).mean() > 0.999
+
+
 def test_uint16_and_float_inputs(model, image, tmp_path):
     ref = _labels(run_to_end(segment(image, model, tmp_path / "u8", _cfg())).path)
     u16 = image.astype(np.uint16) * 257

@@ -271,7 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("input", help="image: TIFF/OME-TIFF/SVS, zarr/OME-Zarr, PNG or JPEG")
     r.add_argument("--out", required=True, help="output: .zarr (label pyramid, any size), .tif or .png")
     r.add_argument("--level", type=int, default=0, help="pyramid level to segment (0 = full resolution)")
-    r.add_argument("--tile", type=int, default=2048, help="output chunk side in px (multiple of 32)")
+    r.add_argument("--tile", type=int, default=0,
+                   help="output chunk side in px (multiple of 32); 0 = auto (1024 on CPU, 2048 on GPU)")
     r.add_argument("--halo", type=int, default=32, help="context around each chunk in px (multiple of 32)")
     r.add_argument("--batch-size", type=int, default=0, help="windows per forward (0 = auto)")
     r.add_argument("--no-tissue-detection", action="store_true", help="segment background chunks too")

@@ -54,7 +54,8 @@ class SegmentWidget(Container):
         self.image = ComboBox(label="image", choices=layer_choices(napari_viewer, Image))
         self.level = SpinBox(label="pyramid level", min=0, max=0, value=0)
         self.level_info = Label(value="")
-        self.tile = SpinBox(label="tile px", min=64, max=16384, step=64, value=ec.tile)
+        self.tile = SpinBox(label="tile px", min=0, max=16384, step=64, value=ec.tile,
+                            tooltip="0 = auto: 1024 on the CPU, 2048 on a GPU")
         self.halo = SpinBox(label="halo px", min=0, max=512, step=32, value=ec.halo)
         self.batch = SpinBox(label="batch", min=0, max=256, value=ec.batch_size, tooltip="0 = auto")
         self.device = ComboBox(label="device", choices=DEVICES, value=ec.device)

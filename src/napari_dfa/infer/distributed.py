@@ -61,9 +61,12 @@ def _process(source: _Source, chunk, model_dir: str, fingerprint: str, cfg, writ
 
     arr = source.open()
     win = _read_window(arr, chunk, scale)
-    if tissue is not None and not tissue.is_tissue(win):
-        writer.mark_done(chunk.index)
-        return False
+    if tissue is not None:
+        kept = tissue.crop(chunk, win, cfg.halo)
+        if kept is None:
+            writer.mark_done(chunk.index)
+            return False
+        chunk, win = kept
     ((labels, probs),) = _worker_predictor(model_dir, fingerprint, cfg)([chunk], [win])
     writer.write(chunk, labels, probs)
     return True

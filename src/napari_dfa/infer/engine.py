@@ -13,6 +13,7 @@ for crash safety and resume.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import tempfile
@@ -30,7 +31,7 @@ from napari_dfa.infer.store import SegmentationStore
 from napari_dfa.infer.tiling import blend_weights, chunk_grid, subtiles
 from napari_dfa.infer.tissue import TissueDetector
 
-__all__ = ["EngineConfig", "SegmentResult", "TileProgress", "model_fingerprint", "segment"]
+__all__ = ["EngineConfig", "SegmentResult", "TileProgress", "auto_tile", "model_fingerprint", "segment"]
 
 
 @dataclass
@@ -38,13 +39,15 @@ class EngineConfig:
     """Options of :func:`segment`.
 
     Attributes:
-        tile: output chunk side (px); the unit of work, writing and resuming.
+        tile: output chunk side (px); the unit of work, writing and resuming. 0 = auto:
+            1024 on the CPU (windows of ~1k px run fastest per pixel there), 2048 on a GPU.
         halo: context (px) read around each chunk; >= the model's effective receptive
             field makes chunk seams invisible (multiple of 32).
         batch_size: windows per forward; 0 = 1 on the CPU, 4 on a GPU.
         device: ``auto`` / ``cpu`` / ``cuda`` / ``mps``.
         amp: bf16 autocast on CUDA.
-        tissue_detection: skip chunks without tissue (label 0 there).
+        tissue_detection: skip chunks without tissue and compute partly covered chunks
+            only over the tissue's bounding box (label 0 = background elsewhere).
         min_tissue_fraction: a chunk with less tissue than this is skipped.
         probabilities: also write per-class probabilities: ``None``, ``"uint8"`` or ``"float16"``.
         max_window: split windows larger than this into overlapping sub-tiles blended with
@@ -54,7 +57,7 @@ class EngineConfig:
         pyramid: build the label (and probability) pyramid at the end.
     """
 
-    tile: int = 2048
+    tile: int = 0
     halo: int = 32
     batch_size: int = 0
     device: str = "auto"
@@ -98,6 +101,12 @@ class SegmentResult:
     elapsed: float
     mpx_per_s: float
     device: str
+
+
+def auto_tile(device) -> int:
+    """The default chunk side for ``device``: on a CPU, windows of ~1k px run ~1.4x
+    faster per pixel than 2k ones (cache); a GPU wants big batches of big windows."""
+    return 2048 if device.type == "cuda" else 1024
 
 
 def model_fingerprint(model) -> str:
@@ -241,8 +250,10 @@ def segment(
     h, w = int(arr.shape[0]), int(arr.shape[1])
     if pixel_size and level:
         pixel_size = pixel_size * (levels[0].shape[0] / h)
-    chunks = chunk_grid((h, w), cfg.tile, cfg.halo)
     device = resolve_device(cfg.device)
+    if not cfg.tile:
+        cfg = dataclasses.replace(cfg, tile=auto_tile(device))
+    chunks = chunk_grid((h, w), cfg.tile, cfg.halo)
     tissue = TissueDetector.from_levels(levels, min_fraction=cfg.min_tissue_fraction) if cfg.tissue_detection else None
     if out is None:
         out = Path(tempfile.mkdtemp(prefix="napari-dfa-")) / "segmentation.zarr"
@@ -284,7 +295,10 @@ def segment(
 
     def read(c):
         win = _read_window(arr, c, scale)
-        return c, win, (tissue is None or tissue.is_tissue(win))
+        if tissue is None:
+            return c, win, c.pixels
+        kept = tissue.crop(c, win, cfg.halo)
+        return (c, None, c.pixels) if kept is None else (*kept, c.pixels)
 
     reads: deque = deque()
     writes: deque = deque()
@@ -308,10 +322,10 @@ def segment(
 
     def flush(batch):
         nonlocal done, px
-        results = predictor([c for c, _ in batch], [win for _, win in batch])
-        for (c, _), (labels, probs) in zip(batch, results):
+        results = predictor([c for c, _, _ in batch], [win for _, win, _ in batch])
+        for (c, _, n_px), (labels, probs) in zip(batch, results):
             writes.append(writers.submit(store.write, c, labels, probs))
-            px += c.pixels
+            px += n_px
         while len(writes) > 2 * bs + cfg.write_workers:
             writes.popleft().result()
         done += len(batch)
@@ -321,20 +335,20 @@ def segment(
         refill()
         batch: list = []
         while reads:
-            c, win, is_tissue = reads.popleft().result()
+            c, win, n_px = reads.popleft().result()
             refill()
-            if not is_tissue:
+            if win is None:
                 store.mark_done(c.index)  # nothing to write: the fill value is 0 (no tissue)
                 done += 1
                 skipped += 1
-                px += c.pixels
+                px += n_px
                 yield progress()
                 continue
             if batch and (win.shape != batch[0][1].shape or len(batch) >= bs):
                 flush(batch)
                 batch = []
                 yield progress()
-            batch.append((c, win))
+            batch.append((c, win, n_px))
         if batch:
             flush(batch)
             yield progress()

@@ -54,6 +54,15 @@ class Chunk:
     def pixels(self) -> int:
         return (self.y1 - self.y0) * (self.x1 - self.x0)
 
+    def restrict(self, y0: int, y1: int, x0: int, x1: int, halo: int) -> Chunk:
+        """The same chunk (same index) computing only output ``[y0:y1, x0:x1]`` (inside
+        this chunk, origins on the 32-px grid) from a window grown by ``halo`` and
+        clipped to this chunk's window."""
+        if not (self.y0 <= y0 < y1 <= self.y1 and self.x0 <= x0 < x1 <= self.x1):
+            raise ValueError("restrict() needs a non-empty region inside the chunk")
+        return Chunk(self.index, y0, y1, x0, x1, max(self.wy0, y0 - halo), min(self.wy1, y1 + halo),
+                     max(self.wx0, x0 - halo), min(self.wx1, x1 + halo))
+
 
 def _check(tile: int, halo: int) -> None:
     if tile <= 0 or tile % ALIGN:

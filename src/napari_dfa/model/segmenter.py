@@ -99,7 +99,7 @@ class DFASegmenter(nn.Module):
         """Final-layer logits ``(B, K, H, W)`` at input resolution, for any ``H, W``."""
         h, w = x.shape[-2:]
         padded = pad_to_multiple(x, DIVISOR)
-        logits = self.forward(padded).logits
+        logits = self.forward(padded).logits.contiguous()  # NCHW: the fast upsampling kernel
         logits = F.interpolate(logits, size=padded.shape[-2:], mode="bilinear", align_corners=False)
         return logits[..., :h, :w]
 
