@@ -44,7 +44,7 @@ def main() -> None:
     import torch
 
     from napari_dfa.data.scribbles import make_scribbles
-    from napari_dfa.data.synthetic import CLASSES, CLASS_NAMES, generate_dataset
+    from napari_dfa.data.synthetic import CLASS_NAMES, CLASSES, generate_dataset
     from napari_dfa.metrics import dataset_scores
     from napari_dfa.predict import predict_image
     from napari_dfa.train import TrainConfig, fine_tune, run_to_end

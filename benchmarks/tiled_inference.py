@@ -111,11 +111,9 @@ def main() -> None:
 
     from napari_dfa.data.synthetic import generate_tissue
     from napari_dfa.device import describe_device, resolve_device
-    from napari_dfa.infer.engine import EngineConfig, segment
+    from napari_dfa.infer.engine import EngineConfig, auto_tile, segment
     from napari_dfa.sample import load_default_model
     from napari_dfa.train import run_to_end
-
-    from napari_dfa.infer.engine import auto_tile
 
     device = resolve_device(args.device)
     gpu = device.type == "cuda"

@@ -66,7 +66,7 @@ def test_class_table():
     assert len(CLASSES) == 5
     assert all(isinstance(c, ClassSpec) for c in CLASSES)
     assert CLASS_NAMES == ("stroma", "tumor", "necrosis", "lymphocytes", "mucin")
-    assert CLASS_COLORS == tuple(c.color for c in CLASSES)
+    assert tuple(c.color for c in CLASSES) == CLASS_COLORS
     assert all(re.fullmatch(r"#[0-9a-fA-F]{6}", c) for c in CLASS_COLORS)
     assert len(set(CLASS_COLORS)) == 5
     assert sum(c.frequency for c in CLASSES) == pytest.approx(1.0)

@@ -8,7 +8,6 @@ import json
 import sys
 from pathlib import Path
 
-
 __all__ = ["run_demo"]
 
 

@@ -68,6 +68,13 @@ def test_segment_pyramid_level_is_aligned(viewer, with_model, dock, qtbot):
         lab.extent.world[1] + 0.5 * lab.scale,
         viewer.layers["pyramid"].extent.world[1] + 0.5 * viewer.layers["pyramid"].scale,
     )
+    # no output folder: a temporary store, deleted once its layer is removed
+    from pathlib import Path
+
+    tmp = Path(lab.metadata["napari_dfa_temp_dir"])
+    assert (tmp / "segmentation.zarr" / "zarr.json").is_file()
+    viewer.layers.remove(lab)
+    assert not tmp.exists()
 
 
 def test_cancel_during_segmentation(viewer, with_model, dock, qtbot):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import re
+import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -100,6 +102,7 @@ class SegmentWidget(Container):
         self.image.changed.connect(self._on_image_changed)
         self.level.changed.connect(self._on_image_changed)
         self.start_button.changed.connect(self.start)
+        napari_viewer.layers.events.removed.connect(self._on_layer_removed)
         self.cancel_button.changed.connect(self.cancel)
         self.reset_choices()
         self._on_image_changed()
@@ -125,7 +128,7 @@ class SegmentWidget(Container):
     def _out_path(self, layer: Any, level: int) -> Path | None:
         folder = self.output.value
         if folder is None:
-            return None
+            return None  # a temporary store (see _on_result for its clean-up)
         stem = re.sub(r"[^A-Za-z0-9._-]+", "_", layer.name).strip("_") or "image"
         return Path(folder) / f"{stem}_level{level}_dfa.zarr"
 
@@ -161,11 +164,12 @@ class SegmentWidget(Container):
             probabilities=None if self.probabilities.value == "none" else self.probabilities.value,
             overwrite=self.overwrite.value,
         )
-        self._context = {"layer": layer, "level": level}
+        out = self._out_path(layer, level)
+        self._context = {"layer": layer, "level": level, "out": out}
         job = segment_job(
             levels if len(levels) > 1 else levels[0],
             self.state.model,
-            self._out_path(layer, level),
+            out,
             cfg,
             level,
             self.threads.value,
@@ -241,6 +245,9 @@ class SegmentWidget(Container):
         scale, translate = level_transform(layer, level)
         suffix = f" (level {level})" if level else ""
         added = []
+        out_is_temp = ctx.get("out") is None
+        if out_is_temp:  # deleted when its layers are removed, or at exit
+            atexit.register(shutil.rmtree, result.path.parent, ignore_errors=True)
         for data, meta, kind in read_layers(result.path):
             meta = dict(meta, scale=tuple(scale), translate=tuple(translate))
             if kind == "labels":
@@ -249,6 +256,8 @@ class SegmentWidget(Container):
                 meta["name"] = f"{layer.name} {meta['name']}{suffix}"
             meta.setdefault("metadata", {})
             meta["metadata"] = dict(meta["metadata"], napari_dfa_role="segmentation", path=str(result.path))
+            if out_is_temp:
+                meta["metadata"]["napari_dfa_temp_dir"] = str(result.path.parent)
             added.append(self.viewer.add_layer(Layer.create(data, meta, kind)))
         msg = (
             f"segmented {result.shape[0]} x {result.shape[1]} px in {result.elapsed:.1f} s "
@@ -256,6 +265,12 @@ class SegmentWidget(Container):
         )
         self.status.value = msg
         notify_info(f"napari-dfa: {msg}")
+
+    def _on_layer_removed(self, event: Any) -> None:
+        """Delete a temporary result store once none of its layers is left."""
+        tmp = getattr(event.value, "metadata", {}).get("napari_dfa_temp_dir")
+        if tmp and not any(lay.metadata.get("napari_dfa_temp_dir") == tmp for lay in self.viewer.layers):
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def _on_done(self) -> None:
         self._worker = None

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-
-
 from napari_dfa.model.config import ModelConfig, default_colors
 from napari_dfa.model.segmenter import DFASegmenter
 
