@@ -104,14 +104,21 @@ class TrainResult:
 
 
 def run_to_end(gen: Generator, on_event: Callable[[Any], None] | None = None):
-    """Drive an event generator to its end and return its return value."""
+    """Drive an event generator to its end and return its return value (then give the
+    memory its work freed back to the OS, see :mod:`napari_dfa.memory`)."""
+    from napari_dfa.memory import release_memory
+
     while True:
         try:
             event = next(gen)
         except StopIteration as stop:
-            return stop.value
+            value = stop.value
+            break
         if on_event is not None:
             on_event(event)
+    del gen
+    release_memory()
+    return value
 
 
 def _prepare_data(images: Sequence, labels: Sequence, num_classes: int) -> list[AnnotatedImage]:

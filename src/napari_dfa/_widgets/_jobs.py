@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from napari_dfa.data.regions import Region, read_region
+from napari_dfa.memory import release_memory
 
 __all__ = [
     "ModelLoaded",
@@ -193,6 +194,8 @@ def train_job(
                 yield PreviewEvent(event.step, region, predict_region(model, image, region))
     finally:
         gen.close()
+        del gen
+        release_memory()
     summary = dict(result.summary)
     summary["regions"] = [[r.y0, r.x0, r.y1, r.x1] for r in regions]
     summary["loss"] = loss
@@ -239,6 +242,7 @@ def segment_job(
     finally:
         if not done and tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+        release_memory()
 
 
 def attention_job(
