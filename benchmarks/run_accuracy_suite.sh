@@ -10,16 +10,20 @@ R=benchmarks/results
 COMMON=(--steps 60 --batch 8 --crop 128)
 MAIN=(plain inverse_freq median_freq effective_number focal logit_adjust cdb dfa rf)
 ABLATIONS=(dfa:key:neg_log_freq dfa:query:log_freq dfa:query:zero dfa:query:neg_log_freq:frozen)
+main() {  # 1. DFA (default configuration) vs every baseline and the random-forest anchor
+  python benchmarks/accuracy.py run --datasets "$1" --seeds "$2" --regimes scribbles dense "${COMMON[@]}" \
+    --methods "${MAIN[@]}" --out "$R/accuracy_$1.jsonl"
+}
+ablations() {  # 2. DFA ablations (placement, initialisation, frozen prior) in the scribble regime
+  python benchmarks/accuracy.py run --datasets "$1" --seeds "$2" --regimes scribbles "${COMMON[@]}" \
+    --methods "${ABLATIONS[@]}" --out "$R/accuracy_$1.jsonl"
+}
 for ds in wsss4luad cpm15; do
   (
-    for seed in 0 1 2; do  # seed-major: a partial run still compares every method
-      # 1. DFA (default configuration) vs every baseline and the random-forest anchor
-      python benchmarks/accuracy.py run --datasets "$ds" --seeds $seed --regimes scribbles dense "${COMMON[@]}" --methods "${MAIN[@]}" \
-        --out "$R/accuracy_$ds.jsonl"
-      # 2. DFA ablations (placement, initialisation, frozen prior) in the scribble regime
-      python benchmarks/accuracy.py run --datasets "$ds" --seeds $seed --regimes scribbles "${COMMON[@]}" --methods "${ABLATIONS[@]}" \
-        --out "$R/accuracy_$ds.jsonl"
-    done
+    # seed-major, main comparison first: a partial run still compares every method
+    main "$ds" 0; ablations "$ds" 0
+    main "$ds" 1; main "$ds" 2
+    ablations "$ds" 1; ablations "$ds" 2
   ) >> "$R/accuracy_$ds.log" 2>&1 &
 done
 wait

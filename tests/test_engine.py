@@ -141,6 +141,13 @@ def test_partly_covered_chunks_compute_only_their_tissue(model, tmp_path):
     sub, win = TissueDetector().crop(chunk, img, 64)
     assert (sub.x0, sub.x1, sub.wx0, sub.wx1) == (0, 160, 0, 224) and win.shape == (512, 224, 3)
     assert sub.index == chunk.index and TissueDetector().crop(chunk, np.full_like(img, 245), 64) is None
+    # a chunk whose tissue lies only in its halo (the neighbour's pixels) is background
+    half = np.full((256, 512, 3), 245, np.uint8)
+    half[:, :256] = generate_tissue((256, 256), seed=3).image
+    left, right = chunk_grid(half.shape[:2], 256, 64)
+    assert (right.wx0, right.x0) == (192, 256) and TissueDetector().fraction(half[:, 192:]) > 0.1
+    assert TissueDetector().crop(left, half[:, : left.wx1], 64) is not None
+    assert TissueDetector().crop(right, half[:, right.wx0 :], 64) is None
     on = run_to_end(segment(img, model, tmp_path / "on", _cfg(tile=512, halo=64, tissue_detection=True)))
     off = run_to_end(segment(img, model, tmp_path / "off", _cfg(tile=512, halo=64)))
     lab_on, lab_off = _labels(on.path), _labels(off.path)

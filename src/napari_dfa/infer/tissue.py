@@ -60,17 +60,19 @@ class TissueDetector:
         sub = window[:: self.stride, :: self.stride, :3]
         if not sub.size:
             return None
-        m = saturation(sub) > self.threshold
-        if m.mean() < self.min_fraction:
-            return None
-        m = ndimage.binary_opening(m, iterations=1)
         cy, cx = chunk.y0 - chunk.wy0, chunk.x0 - chunk.wx0  # chunk origin in the window
-        rows = np.flatnonzero(m.any(1)) * self.stride - cy
-        cols = np.flatnonzero(m.any(0)) * self.stride - cx
-        rows = rows[(rows > -self.stride) & (rows < chunk.y1 - chunk.y0)]
-        cols = cols[(cols > -self.stride) & (cols < chunk.x1 - chunk.x0)]
-        if not rows.size or not cols.size:
-            return chunk, window  # tissue only in the halo or in specks: compute it all
+        st = self.stride
+        # the chunk's own pixels decide (tissue only in the halo belongs to a neighbour)
+        core = saturation(sub)[-(-cy // st) : -(-(cy + chunk.y1 - chunk.y0) // st),
+                               -(-cx // st) : -(-(cx + chunk.x1 - chunk.x0) // st)] > self.threshold
+        if not core.size or core.mean() < self.min_fraction:
+            return None
+        opened = ndimage.binary_opening(core, iterations=1)
+        if not opened.any():
+            return chunk, window  # scattered tissue only: compute it all
+        off_y, off_x = -(-cy // st) * st - cy, -(-cx // st) * st - cx  # first sample's offset in the chunk
+        rows = np.flatnonzero(opened.any(1)) * st + off_y
+        cols = np.flatnonzero(opened.any(0)) * st + off_x
         y0 = chunk.y0 + max(0, int(rows[0]) // ALIGN * ALIGN)
         x0 = chunk.x0 + max(0, int(cols[0]) // ALIGN * ALIGN)
         y1 = min(chunk.y1, chunk.y0 + -(-(int(rows[-1]) + self.stride) // ALIGN) * ALIGN)
