@@ -60,7 +60,8 @@ def run_demo(out_dir: str | Path = "napari-dfa-demo", max_seconds: float = 60.0,
         "\nDFA attention bias per class: initialised at -log(prior) (centred), learned end to end;"
         "\n'start' is the shipped model's bias, 'now' after fine-tuning on your scribbles."
         "\nA bias above its initial value means the model gives the class more attention than its"
-        " rarity alone implied (harder), below means less (easier)."
+        " rarity alone implied (a hint that it is harder); short fine-tunes move it little"
+        " (see docs/benchmarks.md)."
     )
     print(f"{'class':<14}{'prior pi':>9}{'init b':>9}{'start b':>9}{'now b':>9}{'drift':>9}")
     for n, p, i0, bs, bb in zip(names, prior, b0, b_start, b):
