@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 import psutil
+from _qt import wait_until as _wait
 
 
 def rss_mb() -> float:
@@ -50,28 +51,6 @@ def core_cycles(n: int, steps: int) -> tuple[list[float], list[int], list[int]]:
         threads.append(threading.active_count())
         os_threads.append(psutil.Process().num_threads())
     return mem, threads, os_threads
-
-
-def _wait(app, pred, timeout: float) -> bool:
-    """Run the Qt event loop (as napari does: sleeping until an event) until ``pred()``."""
-    from qtpy.QtCore import QEventLoop, QTimer
-
-    loop = QEventLoop()
-    t0 = time.perf_counter()
-
-    def check() -> None:
-        if pred() or time.perf_counter() - t0 > timeout:
-            loop.quit()
-
-    poll = QTimer()
-    poll.setInterval(50)
-    poll.timeout.connect(check)
-    poll.start()
-    check()
-    if not (pred() or time.perf_counter() - t0 > timeout):
-        loop.exec()
-    poll.stop()
-    return pred()
 
 
 def gui_cycles(n: int, steps: int) -> tuple[list[float], list[int], list[int]]:

@@ -30,6 +30,7 @@ import sys
 import time
 
 import numpy as np
+from _qt import wait_until as _wait
 
 
 def _log(msg: str) -> None:
@@ -86,28 +87,6 @@ class Probe:
 def _stamp(times: list, event, attr: str) -> None:
     if hasattr(event, attr):  # a training step / tile batch, not a status or preview event
         times.append(time.perf_counter())
-
-
-def _wait(app, pred, timeout: float) -> bool:
-    """Run the Qt event loop (as napari does: sleeping until an event) until ``pred()``."""
-    from qtpy.QtCore import QEventLoop, QTimer
-
-    loop = QEventLoop()
-    t0 = time.perf_counter()
-
-    def check() -> None:
-        if pred() or time.perf_counter() - t0 > timeout:
-            loop.quit()
-
-    poll = QTimer()
-    poll.setInterval(50)
-    poll.timeout.connect(check)
-    poll.start()
-    check()
-    if not (pred() or time.perf_counter() - t0 > timeout):
-        loop.exec()
-    poll.stop()
-    return pred()
 
 
 def _plain_loop(images, labels, names, init, cfg, threads: int) -> float:

@@ -4,7 +4,7 @@ Tissue is stained, glass is not: pixels whose HSV saturation exceeds a threshold
 tissue. The threshold is Otsu's on the saturation of a low-resolution view of the slide
 (the coarsest pyramid level with at least ``min_side`` pixels), clipped to a sensible
 range; without a pyramid a fixed threshold is used. A chunk is skipped when less than
-``min_fraction`` of its (subsampled) window is tissue; a chunk only partly covered by
+``min_fraction`` of its own (subsampled) pixels is tissue (its halo does not count); a chunk only partly covered by
 tissue is computed only over the tissue's bounding box (grown by the halo), the rest
 being background like a skipped chunk.
 """
@@ -46,9 +46,6 @@ class TissueDetector:
         sub = window[:: self.stride, :: self.stride, :3]
         return float((saturation(sub) > self.threshold).mean()) if sub.size else 0.0
 
-    def is_tissue(self, window: np.ndarray) -> bool:
-        return self.fraction(window) >= self.min_fraction
-
     def crop(self, chunk, window: np.ndarray, halo: int, min_saving: float = 0.2):
         """Where to compute ``chunk`` given its ``window`` (read at ``chunk``'s window):
         ``None`` for a background chunk, else ``(chunk', window')`` where ``chunk'`` is
@@ -57,26 +54,25 @@ class TissueDetector:
         the window's pixels, else the chunk and window unchanged."""
         from napari_dfa.infer.tiling import ALIGN
 
-        sub = window[:: self.stride, :: self.stride, :3]
-        if not sub.size:
-            return None
-        cy, cx = chunk.y0 - chunk.wy0, chunk.x0 - chunk.wx0  # chunk origin in the window
         st = self.stride
-        # the chunk's own pixels decide (tissue only in the halo belongs to a neighbour)
-        core = saturation(sub)[-(-cy // st) : -(-(cy + chunk.y1 - chunk.y0) // st),
-                               -(-cx // st) : -(-(cx + chunk.x1 - chunk.x0) // st)] > self.threshold
-        if not core.size or core.mean() < self.min_fraction:
+        # the chunk's own pixels decide (tissue only in the halo belongs to a neighbour),
+        # sampled every ``stride`` px from the chunk's origin
+        (ys, xs) = chunk.core
+        core = window[ys.start : ys.stop : st, xs.start : xs.stop : st]
+        if not core.size:
             return None
-        opened = ndimage.binary_opening(core, iterations=1)
+        mask = self.mask(core)
+        if mask.mean() < self.min_fraction:
+            return None
+        opened = ndimage.binary_opening(mask, iterations=1)
         if not opened.any():
             return chunk, window  # scattered tissue only: compute it all
-        off_y, off_x = -(-cy // st) * st - cy, -(-cx // st) * st - cx  # first sample's offset in the chunk
-        rows = np.flatnonzero(opened.any(1)) * st + off_y
-        cols = np.flatnonzero(opened.any(0)) * st + off_x
-        y0 = chunk.y0 + max(0, int(rows[0]) // ALIGN * ALIGN)
-        x0 = chunk.x0 + max(0, int(cols[0]) // ALIGN * ALIGN)
-        y1 = min(chunk.y1, chunk.y0 + -(-(int(rows[-1]) + self.stride) // ALIGN) * ALIGN)
-        x1 = min(chunk.x1, chunk.x0 + -(-(int(cols[-1]) + self.stride) // ALIGN) * ALIGN)
+        rows = np.flatnonzero(opened.any(1)) * st  # in px from the chunk's origin
+        cols = np.flatnonzero(opened.any(0)) * st
+        y0 = chunk.y0 + int(rows[0]) // ALIGN * ALIGN
+        x0 = chunk.x0 + int(cols[0]) // ALIGN * ALIGN
+        y1 = min(chunk.y1, chunk.y0 + -(-(int(rows[-1]) + st) // ALIGN) * ALIGN)
+        x1 = min(chunk.x1, chunk.x0 + -(-(int(cols[-1]) + st) // ALIGN) * ALIGN)
         sub_chunk = chunk.restrict(y0, y1, x0, x1, halo)
         hw = window.shape[0] * window.shape[1]
         if np.prod(sub_chunk.window_shape) > (1.0 - min_saving) * hw:
