@@ -2,7 +2,7 @@
 # The full accuracy suite behind docs/benchmarks.md, as it was run (resumable: finished runs
 # in the JSONL files are skipped). One process per dataset, one torch thread each, side by
 # side on the 2-core dev machine (two 1-thread runs finish ~2x sooner than one 2-thread run
-# of this small model); about 1.5 hours in all.
+# of this small model); about 2 hours in all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
@@ -14,8 +14,8 @@ main() {  # 1. DFA (default configuration) vs every baseline and the random-fore
   python benchmarks/accuracy.py run --datasets "$1" --seeds "$2" --regimes scribbles dense "${COMMON[@]}" \
     --methods "${MAIN[@]}" --out "$R/accuracy_$1.jsonl"
 }
-ablations() {  # 2. DFA ablations (placement, initialisation, frozen prior) in the scribble regime
-  python benchmarks/accuracy.py run --datasets "$1" --seeds "$2" --regimes scribbles "${COMMON[@]}" \
+ablations() {  # 2. DFA ablations (placement, initialisation, frozen prior) in both regimes
+  python benchmarks/accuracy.py run --datasets "$1" --seeds "$2" --regimes scribbles dense "${COMMON[@]}" \
     --methods "${ABLATIONS[@]}" --out "$R/accuracy_$1.jsonl"
 }
 for ds in wsss4luad cpm15; do

@@ -138,3 +138,16 @@ def test_frozen_bias_is_not_trained(tiny_config):
     model = _model(tiny_config, bias_learnable=False)
     assert not model.focal_bias.bias.requires_grad
     assert torch.allclose(model.focal_bias.bias, model.focal_bias.bias_init)
+
+
+@pytest.mark.parametrize("shape,dim", [((5, 33, 47), 0), ((2, 3, 8, 9), 1), ((4, 7, 2), -1)])
+def test_class_argmax_equals_torch_argmax_including_ties(shape, dim):
+    from napari_dfa.model.argmax import class_argmax
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 3, shape, generator=g).float()  # many ties: the first maximum wins
+    strided = x.transpose(-1, -2).transpose(-1, -2)  # a non-contiguous view as the engine's crops
+    got = class_argmax(strided[..., 1:, :], dim=dim) if dim != -1 else class_argmax(x, dim=dim)
+    want = (strided[..., 1:, :] if dim != -1 else x).argmax(dim)
+    assert got.dtype == torch.uint8
+    assert torch.equal(got.long(), want)

@@ -30,6 +30,7 @@ from napari_dfa.errors import InputError
 from napari_dfa.infer.store import SegmentationStore
 from napari_dfa.infer.tiling import blend_weights, chunk_grid, subtiles
 from napari_dfa.infer.tissue import TissueDetector
+from napari_dfa.memory import reuse_freed_memory
 
 __all__ = ["EngineConfig", "SegmentResult", "TileProgress", "auto_tile", "model_fingerprint", "segment"]
 
@@ -175,14 +176,16 @@ class _Predictor:
     def __init__(self, model, device, cfg: EngineConfig) -> None:
         import torch
 
+        from napari_dfa.model.argmax import class_argmax
+
         self.torch = torch
+        self.class_argmax = class_argmax
         self.model = model.to(device).eval()
         self.device = device
         self.cfg = cfg
         self.amp = cfg.amp and device.type == "cuda"
-        lut = np.zeros(256, np.uint8)
-        lut[1 : model.num_classes + 1] = model.config.label_values
-        self.lut = torch.from_numpy(lut).to(device)
+        self.lut = np.zeros(256, np.uint8)  # class index 0..K-1 -> label value
+        self.lut[: model.num_classes] = model.config.label_values
 
     def logits(self, x):
         cfg = self.cfg
@@ -209,7 +212,7 @@ class _Predictor:
             logits = self.logits(x)
             for i, c in enumerate(chunks):
                 lg = logits[i][(slice(None), *c.core)]
-                labels = self.lut[lg.argmax(0) + 1].cpu().numpy()
+                labels = np.take(self.lut, self.class_argmax(lg).cpu().numpy())
                 probs = None
                 if self.cfg.probabilities:
                     p = lg.softmax(0)
@@ -331,37 +334,38 @@ def segment(
         done += len(batch)
 
     completed = False
-    try:
-        refill()
-        batch: list = []
-        while reads:
-            c, win, n_px = reads.popleft().result()
+    with reuse_freed_memory():  # big activations: no page faults per window
+        try:
             refill()
-            if win is None:
-                store.mark_done(c.index)  # nothing to write: the fill value is 0 (no tissue)
-                done += 1
-                skipped += 1
-                px += n_px
-                yield progress()
-                continue
-            if batch and (win.shape != batch[0][1].shape or len(batch) >= bs):
+            batch: list = []
+            while reads:
+                c, win, n_px = reads.popleft().result()
+                refill()
+                if win is None:
+                    store.mark_done(c.index)  # nothing to write: the fill value is 0 (no tissue)
+                    done += 1
+                    skipped += 1
+                    px += n_px
+                    yield progress()
+                    continue
+                if batch and (win.shape != batch[0][1].shape or len(batch) >= bs):
+                    flush(batch)
+                    batch = []
+                    yield progress()
+                batch.append((c, win, n_px))
+            if batch:
                 flush(batch)
-                batch = []
                 yield progress()
-            batch.append((c, win, n_px))
-        if batch:
-            flush(batch)
-            yield progress()
-        while writes:
-            writes.popleft().result()
-        completed = True
-    finally:
-        for f in reads:
-            f.cancel()
-        readers.shutdown(wait=True, cancel_futures=True)
-        for f in writes:  # let started writes finish so their markers are consistent
-            f.exception()
-        writers.shutdown(wait=True)
+            while writes:
+                writes.popleft().result()
+            completed = True
+        finally:
+            for f in reads:
+                f.cancel()
+            readers.shutdown(wait=True, cancel_futures=True)
+            for f in writes:  # let started writes finish so their markers are consistent
+                f.exception()
+            writers.shutdown(wait=True)
     if not completed:  # pragma: no cover - only reachable through exceptions above
         raise RuntimeError("segmentation did not complete")
     path = store.finalize(meta, pixel_size, cfg.pyramid)
