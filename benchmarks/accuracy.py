@@ -97,8 +97,14 @@ def train_and_predict(method, train_imgs, train_labs, test_imgs, classes, steps,
 
     loss, placement, bias_init, learnable = parse_method(method)
     cfg = TrainConfig(
-        steps=steps, batch_size=batch, crop_size=crop, seed=seed, device="auto",
-        bias_placement=placement, bias_init=bias_init, bias_learnable=learnable,
+        steps=steps,
+        batch_size=batch,
+        crop_size=crop,
+        seed=seed,
+        device="auto",
+        bias_placement=placement,
+        bias_init=bias_init,
+        bias_learnable=learnable,
     )
     start = None
     if init == "default":
@@ -147,22 +153,42 @@ def cmd_run(args) -> None:
                         if labs is None:
                             labs = annotations(train_ids, masks, regime, args.fraction, seed, ids)
                         preds, secs, extra = train_and_predict(
-                            method, [images[i] for i in train_ids], labs, [images[i] for i in test_ids],
-                            classes, args.steps, seed, args.batch, args.crop, args.init,
+                            method,
+                            [images[i] for i in train_ids],
+                            labs,
+                            [images[i] for i in test_ids],
+                            classes,
+                            args.steps,
+                            seed,
+                            args.batch,
+                            args.crop,
+                            args.init,
                         )
                         s = dataset_scores(preds, [masks[i] for i in test_ids], len(classes), classes)
                         rec = {
-                            "dataset": ds, "regime": regime, "method": method, "fold": f, "seed": seed,
-                            "steps": args.steps, "batch": args.batch, "crop": args.crop, "init": args.init,
+                            "dataset": ds,
+                            "regime": regime,
+                            "method": method,
+                            "fold": f,
+                            "seed": seed,
+                            "steps": args.steps,
+                            "batch": args.batch,
+                            "crop": args.crop,
+                            "init": args.init,
                             "train_seconds": round(secs, 1),
                             "annotated_px": int(sum((lab > 0).sum() for lab in labs)),
                             "labelled_px": int(sum((masks[i] > 0).sum() for i in train_ids)),
-                            **s.to_dict(), **extra,
+                            **s.to_dict(),
+                            **extra,
                         }
                         with open(out, "a") as fh:
                             fh.write(json.dumps(rec) + "\n")
-                        print(f"{ds} {regime} {method:<22} fold {f} seed {seed}: mean Dice "
-                              f"{rec['mean_dice']:.3f} ({secs:.0f}s)", file=sys.stderr, flush=True)
+                        print(
+                            f"{ds} {regime} {method:<22} fold {f} seed {seed}: mean Dice "
+                            f"{rec['mean_dice']:.3f} ({secs:.0f}s)",
+                            file=sys.stderr,
+                            flush=True,
+                        )
 
 
 def cmd_report(args) -> None:

@@ -95,17 +95,48 @@ def main() -> None:
             train_ignore = ("255" if ignore == "none" else "0") if args.regime == "scribbles" else ignore
             model = fd / "model"
             t0 = time.time()
-            cmd = [*cli, "train", "--images", str(fd / "train_img"), "--labels", str(fd / "train_lab"),
-                   "--classes", ",".join(classes), "--ignore-index", train_ignore, "--out", str(model),
-                   "--max-minutes", str(args.max_minutes), "--steps", str(args.steps), "--seed", str(args.seed)]
+            cmd = [
+                *cli,
+                "train",
+                "--images",
+                str(fd / "train_img"),
+                "--labels",
+                str(fd / "train_lab"),
+                "--classes",
+                ",".join(classes),
+                "--ignore-index",
+                train_ignore,
+                "--out",
+                str(model),
+                "--max-minutes",
+                str(args.max_minutes),
+                "--steps",
+                str(args.steps),
+                "--seed",
+                str(args.seed),
+            ]
             if args.init != "none":
                 cmd += ["--init", args.init]
             cmd += args.extra.split()
             run(cmd)
             train_s = time.time() - t0
             scores_path = fd / "scores.json"
-            run([*cli, "evaluate", "--model", str(model), "--images", str(fd / "test_img"), "--labels",
-                 str(fd / "test_lab"), "--ignore-index", ignore, "--json", str(scores_path)])
+            run(
+                [
+                    *cli,
+                    "evaluate",
+                    "--model",
+                    str(model),
+                    "--images",
+                    str(fd / "test_img"),
+                    "--labels",
+                    str(fd / "test_lab"),
+                    "--ignore-index",
+                    ignore,
+                    "--json",
+                    str(scores_path),
+                ]
+            )
             scores = json.loads(scores_path.read_text())
             scores["train_seconds"] = round(train_s, 1)
             scores["fold"] = f

@@ -1,4 +1,4 @@
-""""Difficulty != rarity": does the learned DFA bias rank classes by difficulty or by rarity?
+""" "Difficulty != rarity": does the learned DFA bias rank classes by difficulty or by rarity?
 
 The synthetic generator sets each class's frequency and difficulty independently
 (stroma frequent/easy, tumor frequent/medium, necrosis frequent/hard, lymphocytes
@@ -58,9 +58,11 @@ def main() -> None:
         if args.regime == "scribbles":
             labs = [make_scribbles(s.labels, 0.02, seed=seed * 100 + i) for i, s in enumerate(train)]
 
-        def fit(placement, init):
+        def fit(placement, init, seed=seed, train=train, labs=labs, test=test):
             torch.manual_seed(seed)
-            cfg = TrainConfig(steps=args.steps, seed=seed, crop_size=args.crop, bias_placement=placement, bias_init=init)
+            cfg = TrainConfig(
+                steps=args.steps, seed=seed, crop_size=args.crop, bias_placement=placement, bias_init=init
+            )
             t0 = time.time()
             res = run_to_end(fine_tune([s.image for s in train], labs, names, config=cfg))
             preds = [predict_image(res.model, s.image) for s in test]
@@ -81,24 +83,42 @@ def main() -> None:
             neglog = [-math.log(p) for p in prior]
             drift = [x - y for x, y in zip(b, b0)]
             rec["variants"][name] = {
-                "bias": b, "bias_init": b0, "prior": prior, "dice": scores.dice, "mean_dice": scores.mean_dice,
+                "bias": b,
+                "bias_init": b0,
+                "prior": prior,
+                "dice": scores.dice,
+                "mean_dice": scores.mean_dice,
                 "spearman_bias_error": spearmanr(b, error)[0],
                 "spearman_bias_neglogprior": spearmanr(b, neglog)[0],
                 "spearman_drift_error": spearmanr(drift, error)[0],
                 "spearman_drift_neglogprior": spearmanr(drift, neglog)[0],
             }
-            print(f"  {name}: Dice {scores.mean_dice:.3f}, rho(b, error) "
-                  f"{rec['variants'][name]['spearman_bias_error']:+.2f}, rho(b, -log pi) "
-                  f"{rec['variants'][name]['spearman_bias_neglogprior']:+.2f} ({secs:.0f}s)", file=sys.stderr, flush=True)
+            print(
+                f"  {name}: Dice {scores.mean_dice:.3f}, rho(b, error) "
+                f"{rec['variants'][name]['spearman_bias_error']:+.2f}, rho(b, -log pi) "
+                f"{rec['variants'][name]['spearman_bias_neglogprior']:+.2f} ({secs:.0f}s)",
+                file=sys.stderr,
+                flush=True,
+            )
         runs.append(rec)
-    summary = {"classes": [{"name": c.name, "frequency": c.frequency, "difficulty": c.difficulty} for c in CLASSES],
-               "steps": args.steps, "regime": args.regime, "runs": runs, "mean": {}}
+    summary = {
+        "classes": [{"name": c.name, "frequency": c.frequency, "difficulty": c.difficulty} for c in CLASSES],
+        "steps": args.steps,
+        "regime": args.regime,
+        "runs": runs,
+        "mean": {},
+    }
     for name in args.variants:
         vs = [r["variants"][name] for r in runs]
         summary["mean"][name] = {
             k: float(np.nanmean([v[k] for v in vs]))
-            for k in ("spearman_bias_error", "spearman_bias_neglogprior", "spearman_drift_error",
-                      "spearman_drift_neglogprior", "mean_dice")
+            for k in (
+                "spearman_bias_error",
+                "spearman_bias_neglogprior",
+                "spearman_drift_error",
+                "spearman_drift_neglogprior",
+                "mean_dice",
+            )
         }
         summary["mean"][name]["bias"] = np.mean([v["bias"] for v in vs], axis=0).round(3).tolist()
         summary["mean"][name]["bias_init"] = np.mean([v["bias_init"] for v in vs], axis=0).round(3).tolist()

@@ -176,9 +176,7 @@ def main() -> None:
         t0 = time.perf_counter()
         w.start_button.native.click()
         click_ms = (time.perf_counter() - t0) * 1000
-        w._worker.yielded.connect(
-            lambda ev: steps_at.append(time.perf_counter()) if hasattr(ev, "loss") else None
-        )
+        w._worker.yielded.connect(lambda ev: steps_at.append(time.perf_counter()) if hasattr(ev, "loss") else None)
         assert _wait(app, lambda: not w.busy, 3600)
         res = probe.stop()
         res["while_training"] = probe.window(steps_at[0], steps_at[-1]) if len(steps_at) > 1 else None
@@ -270,9 +268,7 @@ def main() -> None:
     out["finetune_speed_ratio"] = {
         "activity_on_vs_outside": round(out["finetune_activity_on"]["steps_per_s"] / same, 3),
         "activity_off_vs_outside": round(out["finetune_activity_off"]["steps_per_s"] / same, 3),
-        "activity_off_preview_vs_outside": round(
-            out["finetune_activity_off_preview"]["steps_per_s"] / same, 3
-        ),
+        "activity_off_preview_vs_outside": round(out["finetune_activity_off_preview"]["steps_per_s"] / same, 3),
         "hidden_viewer_vs_outside": round(out["finetune_hidden_viewer"]["steps_per_s"] / same, 3),
         "all_cores_vs_outside_all_cores": round(
             out["finetune_all_cores_activity_off"]["steps_per_s"] / float(np.median(plain_runs[cores])), 3
@@ -285,9 +281,7 @@ def main() -> None:
         "worker_speed_at_least_0.9x": out["finetune_speed_ratio"]["activity_off_vs_outside"] >= 0.9,
         "cancel_under_1s": max(out["finetune_cancel_s"], out["segment_cancel_s"]) < 1.0,
     }
-    sys.__stdout__.write(
-        json.dumps(out, indent=2) + "\n"
-    )  # napari redirects sys.stdout while a viewer is open
+    sys.__stdout__.write(json.dumps(out, indent=2) + "\n")  # napari redirects sys.stdout while a viewer is open
     sys.__stdout__.flush()
     hidden.close()
     viewer.close()

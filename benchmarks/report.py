@@ -25,7 +25,7 @@ def aggregate(records: list[dict]) -> dict:
             by_seed[r["seed"]].append(r)
         classes = list(rs[0]["classes"])
         seed_dice, seed_iou, seed_cls = [], [], defaultdict(list)
-        for seed, srs in sorted(by_seed.items()):
+        for _seed, srs in sorted(by_seed.items()):
             seed_dice.append(np.mean([r["mean_dice"] for r in srs]))
             seed_iou.append(np.mean([r["mean_iou"] for r in srs]))
             for c in classes:
@@ -58,8 +58,9 @@ def accuracy_report(path: Path) -> tuple[str, dict]:
             rows = {k[2]: v for k, v in agg.items() if k[0] == ds and k[1] == regime}
             classes = list(next(iter(rows.values()))["class_dice"])
             lines.append(f"\n### {ds}, {regime} annotations\n")
-            lines.append("| method | mean Dice | mean IoU | " + " | ".join(f"Dice {c}" for c in classes)
-                         + " | runs | train s |")
+            lines.append(
+                "| method | mean Dice | mean IoU | " + " | ".join(f"Dice {c}" for c in classes) + " | runs | train s |"
+            )
             lines.append("|---|---|---|" + "---|" * len(classes) + "---|---|")
             for m, v in sorted(rows.items(), key=lambda kv: -kv[1]["mean_dice"]):
                 cells = " | ".join(f"{v['class_dice'][c]:.3f}" for c in classes)
@@ -75,8 +76,11 @@ def accuracy_report(path: Path) -> tuple[str, dict]:
 
 def _paired(records: list[dict], ds: str, regime: str, a: str, b: str) -> dict:
     """Mean Dice difference a - b over runs with the same (fold, seed), and a's win count."""
-    runs = {(r["method"], r["fold"], r["seed"]): r["mean_dice"] for r in records
-            if r["dataset"] == ds and r["regime"] == regime}
+    runs = {
+        (r["method"], r["fold"], r["seed"]): r["mean_dice"]
+        for r in records
+        if r["dataset"] == ds and r["regime"] == regime
+    }
     diffs = [runs[(a, f, s)] - runs[(b, f, s)] for (m, f, s) in runs if m == a and (b, f, s) in runs]
     if not diffs:
         return {}
@@ -86,9 +90,12 @@ def _paired(records: list[dict], ds: str, regime: str, a: str, b: str) -> dict:
 def target_checks(agg: dict, records: list[dict]) -> tuple[dict, list[str]]:
     """The issue's accuracy targets, per dataset and regime (met or not, with the numbers)."""
     out: dict = {}
-    lines = ["\n### Targets\n", "| dataset / regime | best DFA (mean Dice) | best baseline | DFA beats every baseline "
-             "| DFA - RF (points) | rare-class gain over plain (points) | default DFA vs plain, paired |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "\n### Targets\n",
+        "| dataset / regime | best DFA (mean Dice) | best baseline | DFA beats every baseline "
+        "| DFA - RF (points) | rare-class gain over plain (points) | default DFA vs plain, paired |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for ds, regime in sorted({(k[0], k[1]) for k in agg}):
         rows = {k[2]: v for k, v in agg.items() if k[0] == ds and k[1] == regime}
         dfa = {m: v for m, v in rows.items() if m.startswith("dfa")}
@@ -98,17 +105,21 @@ def target_checks(agg: dict, records: list[dict]) -> tuple[dict, list[str]]:
         best_dfa = max(dfa, key=lambda m: dfa[m]["mean_dice"])
         best_base = max(base, key=lambda m: base[m]["mean_dice"])
         rec = {
-            "best_dfa": best_dfa, "best_dfa_dice": round(dfa[best_dfa]["mean_dice"], 4),
-            "best_baseline": best_base, "best_baseline_dice": round(base[best_base]["mean_dice"], 4),
+            "best_dfa": best_dfa,
+            "best_dfa_dice": round(dfa[best_dfa]["mean_dice"], 4),
+            "best_baseline": best_base,
+            "best_baseline_dice": round(base[best_base]["mean_dice"], 4),
             "dfa_beats_every_baseline": dfa[best_dfa]["mean_dice"] > base[best_base]["mean_dice"],
-            "dfa_minus_rf_points": (round(100 * (dfa[best_dfa]["mean_dice"] - rows["rf"]["mean_dice"]), 2)
-                                    if "rf" in rows else None),
+            "dfa_minus_rf_points": (
+                round(100 * (dfa[best_dfa]["mean_dice"] - rows["rf"]["mean_dice"]), 2) if "rf" in rows else None
+            ),
             "default_dfa_vs_plain_paired": _paired(records, ds, regime, "dfa", "plain"),
         }
         rare = "normal" if ds == "wsss4luad" else None
         if rare and "plain" in rows:
             rec["rare_class_gain_points"] = round(
-                100 * (dfa[best_dfa]["class_dice"][rare] - rows["plain"]["class_dice"][rare]), 2)
+                100 * (dfa[best_dfa]["class_dice"][rare] - rows["plain"]["class_dice"][rare]), 2
+            )
         out[f"{ds}/{regime}"] = rec
         pr = rec["default_dfa_vs_plain_paired"]
 

@@ -12,8 +12,9 @@ MAX_SAMPLES = 60_000
 
 def features(image: np.ndarray) -> np.ndarray:
     img = image[..., :3].astype(np.float32) / 255.0
-    return multiscale_basic_features(img, intensity=True, edges=True, texture=True, sigma_min=1, sigma_max=16,
-                                     channel_axis=-1)
+    return multiscale_basic_features(
+        img, intensity=True, edges=True, texture=True, sigma_min=1, sigma_max=16, channel_axis=-1
+    )
 
 
 def rf_fit_predict(train_images, train_labels, test_images, seed: int = 0, trees: int = 100):

@@ -45,8 +45,14 @@ def make_zarr(path: Path, size: int, texture: np.ndarray, background: float = 0.
 
     if (path / "zarr.json").exists():
         return path
-    arr = zarr.create_array(str(path), shape=(size, size, 3), chunks=(chunk, chunk, 3), dtype="uint8",
-                            compressors=zarr.codecs.ZstdCodec(level=1), overwrite=True)
+    arr = zarr.create_array(
+        str(path),
+        shape=(size, size, 3),
+        chunks=(chunk, chunk, 3),
+        dtype="uint8",
+        compressors=zarr.codecs.ZstdCodec(level=1),
+        overwrite=True,
+    )
     th, tw = texture.shape[:2]
     glass_from = int(round(size * (1 - background) / chunk)) * chunk if background else size
     for y in range(0, size, chunk):
@@ -111,8 +117,7 @@ def child(args) -> None:
 
     device = resolve_device(args.device)
     model = load_default_model(device=str(device))
-    cfg = EngineConfig(tile=args.tile, halo=args.halo, device=args.device, tissue_detection=args.tissue,
-                       overwrite=True)
+    cfg = EngineConfig(tile=args.tile, halo=args.halo, device=args.device, tissue_detection=args.tissue, overwrite=True)
     out = Path(args.out)
     image = open_image(args.input)
     gpu = device.type == "cuda"
@@ -130,14 +135,42 @@ def child(args) -> None:
     rss = _peak_rss_mb()
     raw_after = raw()
     gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if gpu else None
-    print(json.dumps({"seconds": el, "mpx_s": res.shape[0] * res.shape[1] / el / 1e6, "peak_rss_mb": rss,
-                      "peak_gpu_mb": gpu_mb, "skipped": res.skipped, "tiles": res.tiles,
-                      "raw_before_mpx_s": raw_before, "raw_after_mpx_s": raw_after}))
+    print(
+        json.dumps(
+            {
+                "seconds": el,
+                "mpx_s": res.shape[0] * res.shape[1] / el / 1e6,
+                "peak_rss_mb": rss,
+                "peak_gpu_mb": gpu_mb,
+                "skipped": res.skipped,
+                "tiles": res.tiles,
+                "raw_before_mpx_s": raw_before,
+                "raw_after_mpx_s": raw_after,
+            }
+        )
+    )
 
 
 def run_child(inp: Path, out: Path, device: str, tile: int, halo: int, tissue: bool, raw: bool = False) -> dict:
-    cmd = [sys.executable, __file__, "--child", "--input", str(inp), "--out", str(out), "--device", device,
-           "--tile", str(tile), "--halo", str(halo)] + (["--tissue"] if tissue else []) + (["--raw"] if raw else [])
+    cmd = (
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            "--input",
+            str(inp),
+            "--out",
+            str(out),
+            "--device",
+            device,
+            "--tile",
+            str(tile),
+            "--halo",
+            str(halo),
+        ]
+        + (["--tissue"] if tissue else [])
+        + (["--raw"] if raw else [])
+    )
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(proc.stderr[-3000:])
@@ -196,8 +229,9 @@ def main() -> None:
     rss, runs = {}, {}
     for n in sizes:
         inp = make_zarr(cache / f"slide_{n}.zarr", n, texture)
-        r = run_child(inp, cache / f"out_{n}.zarr", args.device, args.tile, args.halo, tissue=False,
-                      raw=n == max(sizes))
+        r = run_child(
+            inp, cache / f"out_{n}.zarr", args.device, args.tile, args.halo, tissue=False, raw=n == max(sizes)
+        )
         runs[n] = r
         rss[str(n)] = round(r["peak_rss_mb"], 1)
         print(f"{n}^2: {r}", file=sys.stderr, flush=True)
@@ -228,8 +262,16 @@ def main() -> None:
             if gpu:
                 torch.cuda.synchronize()
             t = time.perf_counter()
-            out = sliding_window_inference(x, 512, 32 if gpu else 8, model.predict_logits, overlap=0.25,
-                                           mode="gaussian", sw_device=device, device=device)
+            out = sliding_window_inference(
+                x,
+                512,
+                32 if gpu else 8,
+                model.predict_logits,
+                overlap=0.25,
+                mode="gaussian",
+                sw_device=device,
+                device=device,
+            )
             out.argmax(1)
             if gpu:
                 torch.cuda.synchronize()

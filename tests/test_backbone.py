@@ -73,8 +73,15 @@ def test_timm_backbone_loads_local_safetensors_weights(fake_timm, tmp_path):
 
 
 def test_segmenter_with_timm_backbone(fake_timm):
-    cfg = ModelConfig(class_names=["a", "b"], backbone="timm:fakenet", hidden_dim=16, mask_dim=8, num_heads=2,
-                      dec_layers=3, ffn_dim=16)
+    cfg = ModelConfig(
+        class_names=["a", "b"],
+        backbone="timm:fakenet",
+        hidden_dim=16,
+        mask_dim=8,
+        num_heads=2,
+        dec_layers=3,
+        ffn_dim=16,
+    )
     out = DFASegmenter(cfg).eval()(torch.rand(1, 3, 64, 64))
     assert out.logits.shape == (1, 2, 16, 16)
 

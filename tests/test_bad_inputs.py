@@ -20,8 +20,15 @@ from napari_dfa.model import DFASegmenter, ModelConfig
 from napari_dfa.predict import predict_image
 from napari_dfa.train import TrainConfig, fine_tune, run_to_end
 
-SMALL = dict(backbone_channels=[8, 8, 8, 8], backbone_blocks=[1, 1, 1, 1], hidden_dim=16, mask_dim=8,
-             num_heads=2, dec_layers=3, ffn_dim=16)
+SMALL = dict(
+    backbone_channels=[8, 8, 8, 8],
+    backbone_blocks=[1, 1, 1, 1],
+    hidden_dim=16,
+    mask_dim=8,
+    num_heads=2,
+    dec_layers=3,
+    ffn_dim=16,
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +54,7 @@ def _segment(img, model, tmp_path, **kw):
 
 
 # --- images -------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "make, message",
@@ -120,6 +128,7 @@ def test_image_smaller_than_a_tile_works(model, tmp_path):
 
 # --- annotations ----------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "make, names, message",
     [
@@ -141,6 +150,7 @@ def test_bad_annotations_are_refused(sample, make, names, message):
 
 
 # --- stores, outputs, devices ---------------------------------------------------------------------------
+
 
 def test_corrupt_zarr_chunk_gives_a_clear_error(sample, model, tmp_path):
     img, _ = sample
@@ -171,12 +181,14 @@ def test_cuda_requested_without_cuda(sample, model, tmp_path):
     img, lab = sample
     with pytest.raises(DFAError, match="CUDA is not available"):
         _train(img, lab, device_override="cuda") if False else run_to_end(
-            fine_tune([img], [lab], list("abcde"), config=TrainConfig(steps=1, device="cuda")))
+            fine_tune([img], [lab], list("abcde"), config=TrainConfig(steps=1, device="cuda"))
+        )
     with pytest.raises(DFAError, match="CUDA is not available"):
         run_to_end(segment(img, model, tmp_path / "o.zarr", EngineConfig(device="cuda")))
 
 
 # --- the same through the CLI: one line, exit code 2, files untouched ----------------------------------
+
 
 def _md5(path):
     return hashlib.md5(open(path, "rb").read()).hexdigest()
@@ -207,12 +219,42 @@ def files(tmp_path, sample):
         (["predict", "--model", "{m}", "{d}/missing.png", "--out", "{d}/o.zarr"], "does not exist"),
         (["predict", "--model", "{m}", "{d}/imgs/a.png", "--out", "{d}/o.bmp"], ".zarr"),
         (["predict", "--model", "{d}/imgs", "{d}/imgs/a.png", "--out", "{d}/o.zarr"], "not a napari-dfa model folder"),
-        (["train", "--images", "{d}/imgs", "--labels", "{d}/labs", "--classes", "a,b", "--out", "{d}/o",
-          "--steps", "1"], "only 2 class"),
-        (["train", "--images", "{d}/gray.png", "--labels", "{d}/labs/a.png", "--out", "{d}/o", "--steps", "1",
-          "--init", "none"], "grayscale"),
-        (["evaluate", "--model", "{m}", "--images", "{d}/imgs", "--labels", "{d}/labs", "--ignore-index", "none"],
-         "does not know"),
+        (
+            [
+                "train",
+                "--images",
+                "{d}/imgs",
+                "--labels",
+                "{d}/labs",
+                "--classes",
+                "a,b",
+                "--out",
+                "{d}/o",
+                "--steps",
+                "1",
+            ],
+            "only 2 class",
+        ),
+        (
+            [
+                "train",
+                "--images",
+                "{d}/gray.png",
+                "--labels",
+                "{d}/labs/a.png",
+                "--out",
+                "{d}/o",
+                "--steps",
+                "1",
+                "--init",
+                "none",
+            ],
+            "grayscale",
+        ),
+        (
+            ["evaluate", "--model", "{m}", "--images", "{d}/imgs", "--labels", "{d}/labs", "--ignore-index", "none"],
+            "does not know",
+        ),
     ],
 )
 def test_cli_bad_inputs(files, capsys, argv, message):

@@ -96,9 +96,15 @@ def test_cdb_runs_both_stages(tmp_path):
 
     s = generate_tissue((128, 128), seed=3)
     scr = make_scribbles(s.labels, 0.05, seed=0)
-    cfg = TrainConfig(steps=4, batch_size=2, crop_size=64, device="cpu",
-                      model_overrides=dict(backbone_channels=[8, 8, 8, 8], hidden_dim=16, mask_dim=8,
-                                           num_heads=2, dec_layers=3, ffn_dim=16))
+    cfg = TrainConfig(
+        steps=4,
+        batch_size=2,
+        crop_size=64,
+        device="cpu",
+        model_overrides=dict(
+            backbone_channels=[8, 8, 8, 8], hidden_dim=16, mask_dim=8, num_heads=2, dec_layers=3, ffn_dim=16
+        ),
+    )
     gen = start_training([s.image], [scr], list(CLASS_NAMES), loss="cdb", config=cfg)
     events = []
     res = run_to_end(gen, events.append)

@@ -29,16 +29,41 @@ def dataset(tmp_path_factory):
 
 def test_train_then_evaluate_then_predict(dataset, tmp_path, capsys):
     model = tmp_path / "model"
-    rc = main(["train", "--images", str(dataset / "images"), "--labels", str(dataset / "scribbles"),
-               "--classes", "stroma,tumor,necrosis,lymphocytes,mucin", "--out", str(model), *FAST])
+    rc = main(
+        [
+            "train",
+            "--images",
+            str(dataset / "images"),
+            "--labels",
+            str(dataset / "scribbles"),
+            "--classes",
+            "stroma,tumor,necrosis,lymphocytes,mucin",
+            "--out",
+            str(model),
+            *FAST,
+        ]
+    )
     assert rc == 0
     assert (model / "model.safetensors").is_file() and (model / "config.json").is_file()
     cfg = json.loads((model / "config.json").read_text())
     assert cfg["model"]["class_names"][0] == "stroma" and cfg["training"]["steps"] == 3
 
     out_json = tmp_path / "scores.json"
-    rc = main(["evaluate", "--model", str(model), "--images", str(dataset / "images"),
-               "--labels", str(dataset / "masks"), "--json", str(out_json), "--device", "cpu"])
+    rc = main(
+        [
+            "evaluate",
+            "--model",
+            str(model),
+            "--images",
+            str(dataset / "images"),
+            "--labels",
+            str(dataset / "masks"),
+            "--json",
+            str(out_json),
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     scores = json.loads(out_json.read_text())
     assert set(scores) == {"classes", "mean_dice", "mean_iou", "n_images"}
@@ -47,8 +72,18 @@ def test_train_then_evaluate_then_predict(dataset, tmp_path, capsys):
     assert "mean" in capsys.readouterr().out
 
     out_png = tmp_path / "pred.png"
-    rc = main(["predict", "--model", str(model), str(dataset / "images" / "img0.png"), "--out", str(out_png),
-               "--device", "cpu"])
+    rc = main(
+        [
+            "predict",
+            "--model",
+            str(model),
+            str(dataset / "images" / "img0.png"),
+            "--out",
+            str(out_png),
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     pred = iio.imread(out_png)
     assert pred.shape == (96, 128) and set(np.unique(pred)) <= {1, 2, 3, 4, 5}
@@ -56,16 +91,46 @@ def test_train_then_evaluate_then_predict(dataset, tmp_path, capsys):
 
 def test_ignore_index_none_predicts_in_the_training_label_values(dataset, tmp_path):
     model = tmp_path / "binary_model"
-    rc = main(["train", "--images", str(dataset / "images"), "--labels", str(dataset / "binary"),
-               "--ignore-index", "none", "--classes", "background,lymphocytes", "--out", str(model), *FAST])
+    rc = main(
+        [
+            "train",
+            "--images",
+            str(dataset / "images"),
+            "--labels",
+            str(dataset / "binary"),
+            "--ignore-index",
+            "none",
+            "--classes",
+            "background,lymphocytes",
+            "--out",
+            str(model),
+            *FAST,
+        ]
+    )
     assert rc == 0
     assert json.loads((model / "config.json").read_text())["model"]["label_values"] == [0, 1]
     out_png = tmp_path / "pred.png"
     assert main(["predict", "--model", str(model), str(dataset / "images" / "img0.png"), "--out", str(out_png)]) == 0
     assert set(np.unique(iio.imread(out_png))) <= {0, 1}
     out_json = tmp_path / "s.json"
-    assert main(["evaluate", "--model", str(model), "--images", str(dataset / "images"), "--labels",
-                 str(dataset / "binary"), "--ignore-index", "none", "--json", str(out_json)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(model),
+                "--images",
+                str(dataset / "images"),
+                "--labels",
+                str(dataset / "binary"),
+                "--ignore-index",
+                "none",
+                "--json",
+                str(out_json),
+            ]
+        )
+        == 0
+    )
     assert json.loads(out_json.read_text())["classes"]["background"]["support_px"] > 0
 
 
@@ -81,8 +146,12 @@ def test_ignore_index_none_predicts_in_the_training_label_values(dataset, tmp_pa
     ],
 )
 def test_user_mistakes_give_one_clear_line(dataset, tmp_path, capsys, argv, message):
-    argv = [a.replace("IMG", str(dataset / "images")).replace("MASKS", str(dataset / "masks"))
-            .replace("OUT", str(tmp_path / "m")) for a in argv]
+    argv = [
+        a.replace("IMG", str(dataset / "images"))
+        .replace("MASKS", str(dataset / "masks"))
+        .replace("OUT", str(tmp_path / "m"))
+        for a in argv
+    ]
     import torch
 
     if message == "CUDA" and torch.cuda.is_available():
@@ -97,6 +166,9 @@ def test_user_mistakes_give_one_clear_line(dataset, tmp_path, capsys, argv, mess
 def test_pickle_model_is_refused(tmp_path, capsys, dataset):
     pt = tmp_path / "model.pt"
     pt.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
-    assert main(["predict", "--model", str(pt), str(dataset / "images" / "img0.png"), "--out", str(tmp_path / "o.png")]) == 2
+    assert (
+        main(["predict", "--model", str(pt), str(dataset / "images" / "img0.png"), "--out", str(tmp_path / "o.png")])
+        == 2
+    )
     assert "never unpickles" in capsys.readouterr().err
     assert not (tmp_path / "o.png").exists()

@@ -12,8 +12,15 @@ from napari_dfa.infer.engine import EngineConfig, segment
 from napari_dfa.model import DFASegmenter, ModelConfig
 from napari_dfa.train import run_to_end
 
-SMALL = dict(backbone_channels=[8, 16, 16, 24], backbone_blocks=[1, 1, 1, 1], hidden_dim=16, mask_dim=8,
-             num_heads=2, dec_layers=3, ffn_dim=32)
+SMALL = dict(
+    backbone_channels=[8, 16, 16, 24],
+    backbone_blocks=[1, 1, 1, 1],
+    hidden_dim=16,
+    mask_dim=8,
+    num_heads=2,
+    dec_layers=3,
+    ffn_dim=32,
+)
 
 
 @pytest.fixture(scope="module")
@@ -169,8 +176,10 @@ def test_distributed_equals_local(model, image, tmp_path):
     distributed = pytest.importorskip("distributed")
     local = _labels(run_to_end(segment(image, model, tmp_path / "local", _cfg())).path)
     lazy = da.from_array(image, chunks=(128, 128, 3))
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc, \
-            distributed.Client(lc) as client:
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as lc,
+        distributed.Client(lc) as client,
+    ):
         res = run_to_end(segment(lazy, model, tmp_path / "dist", _cfg(), client=client))
         pids = client.run(lambda: __import__("os").getpid())
     assert len(pids) == 2

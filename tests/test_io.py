@@ -18,8 +18,9 @@ def rgb():
 def _write_ome_tiff(path, rgb, pixel_size=0.5):
     with tifffile.TiffWriter(path, bigtiff=True) as tw:
         opts = dict(tile=(128, 128), photometric="rgb", compression="zlib")
-        tw.write(rgb, subifds=2, metadata={"axes": "YXS", "PhysicalSizeX": pixel_size, "PhysicalSizeY": pixel_size},
-                 **opts)
+        tw.write(
+            rgb, subifds=2, metadata={"axes": "YXS", "PhysicalSizeX": pixel_size, "PhysicalSizeY": pixel_size}, **opts
+        )
         tw.write(rgb[::2, ::2], subfiletype=1, **opts)
         tw.write(rgb[::4, ::4], subfiletype=1, **opts)
 
@@ -36,8 +37,9 @@ def test_pyramidal_ome_tiff(tmp_path, rgb):
 
 def test_svs_style_mpp(tmp_path, rgb):
     path = tmp_path / "scan.svs"
-    tifffile.imwrite(path, rgb, photometric="rgb", tile=(128, 128),
-                     description="Aperio Image Library v12 |AppMag = 20|MPP = 0.2520|")
+    tifffile.imwrite(
+        path, rgb, photometric="rgb", tile=(128, 128), description="Aperio Image Library v12 |AppMag = 20|MPP = 0.2520|"
+    )
     assert open_image(path).pixel_size == pytest.approx(0.252)
 
 
@@ -59,7 +61,7 @@ def test_reader_contribution_returns_multiscale_image(tmp_path, rgb):
     _write_ome_tiff(path, rgb)
     reader = get_reader(str(path))
     assert reader is not None and get_reader(str(tmp_path / "notes.txt")) is None
-    (data, meta, kind), = reader(str(path))
+    ((data, meta, kind),) = reader(str(path))
     assert kind == "image" and meta["multiscale"] and meta["rgb"] and len(data) == 3
     assert meta["scale"] == (0.5, 0.5)
 
@@ -72,13 +74,27 @@ def test_reader_opens_a_segmentation_as_labels(tmp_path):
     from napari_dfa.train import run_to_end
 
     torch.manual_seed(0)
-    model = DFASegmenter(ModelConfig(class_names=["x", "y"], backbone_channels=[8, 8, 8, 8], hidden_dim=16,
-                                     mask_dim=8, num_heads=2, dec_layers=3, ffn_dim=16,
-                                     class_colors=["#ff0000", "#00ff00"])).eval()
+    model = DFASegmenter(
+        ModelConfig(
+            class_names=["x", "y"],
+            backbone_channels=[8, 8, 8, 8],
+            hidden_dim=16,
+            mask_dim=8,
+            num_heads=2,
+            dec_layers=3,
+            ffn_dim=16,
+            class_colors=["#ff0000", "#00ff00"],
+        )
+    ).eval()
     img = np.random.default_rng(1).integers(0, 255, (1100, 300, 3), dtype=np.uint8)
-    res = run_to_end(segment(img, model, tmp_path / "seg.zarr", EngineConfig(tile=256, halo=32, device="cpu",
-                                                                              tissue_detection=False,
-                                                                              probabilities="uint8")))
+    res = run_to_end(
+        segment(
+            img,
+            model,
+            tmp_path / "seg.zarr",
+            EngineConfig(tile=256, halo=32, device="cpu", tissue_detection=False, probabilities="uint8"),
+        )
+    )
     layers = get_reader(str(res.path))(str(res.path))
     data, meta, kind = layers[0]
     assert kind == "labels" and meta["multiscale"] and len(data) == 3  # 1100 -> 550 -> 275 (<= 512)
@@ -108,9 +124,7 @@ def test_stack_is_refused(tmp_path):
 
 
 def test_mode_downsampling_never_averages_class_ids():
-    lab = np.array([[1, 1, 3, 2],
-                    [1, 3, 3, 3],
-                    [2, 4, 5, 5]], np.uint8)
+    lab = np.array([[1, 1, 3, 2], [1, 3, 3, 3], [2, 4, 5, 5]], np.uint8)
     out = mode_downsample2(lab)
     assert out.shape == (2, 2)
     assert out.tolist() == [[1, 3], [2, 5]]

@@ -46,9 +46,7 @@ def test_annotated_regions_clip_merge_and_empty():
     assert annotated_regions(lab, chunk=128) == []
     lab[0:5, 0:5] = 1
     lab[0:5, 300:305] = 2
-    assert annotated_regions(lab, chunk=128, margin=200) == [
-        Region(0, 0, 205, 500)
-    ]  # overlapping boxes merge
+    assert annotated_regions(lab, chunk=128, margin=200) == [Region(0, 0, 205, 500)]  # overlapping boxes merge
     lazy = da.from_array(lab, chunks=128)
     assert annotated_regions(lazy, chunk=128) == [Region(0, 0, 5, 5), Region(0, 300, 5, 305)]
 

@@ -18,8 +18,15 @@ from napari_dfa.data.synthetic import generate_tissue
 from napari_dfa.model import DFASegmenter, ModelConfig
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "napari_dfa"
-SMALL = dict(backbone_channels=[8, 8, 8, 8], backbone_blocks=[1, 1, 1, 1], hidden_dim=16, mask_dim=8,
-             num_heads=2, dec_layers=3, ffn_dim=16)
+SMALL = dict(
+    backbone_channels=[8, 8, 8, 8],
+    backbone_blocks=[1, 1, 1, 1],
+    hidden_dim=16,
+    mask_dim=8,
+    num_heads=2,
+    dec_layers=3,
+    ffn_dim=16,
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +41,27 @@ def setup(tmp_path_factory):
 
 
 def _predict(d, out, *extra):
-    return [sys.executable, "-m", "napari_dfa.cli", "predict", "--model", str(d / "model"), str(d / "slide.zarr"),
-            "--out", str(out), "--tile", "64", "--halo", "32", "--no-tissue-detection", "--device", "cpu",
-            "--batch-size", "1", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "napari_dfa.cli",
+        "predict",
+        "--model",
+        str(d / "model"),
+        str(d / "slide.zarr"),
+        "--out",
+        str(out),
+        "--tile",
+        "64",
+        "--halo",
+        "32",
+        "--no-tissue-detection",
+        "--device",
+        "cpu",
+        "--batch-size",
+        "1",
+        *extra,
+    ]
 
 
 def test_sigkill_mid_slide_then_rerun_resumes_to_identical_output(setup):

@@ -32,7 +32,5 @@ def test_npe2_sample_provider_returns_layers():
 
 
 def test_manifest_validates():
-    out = subprocess.run(
-        [sys.executable, "-m", "npe2", "validate", "napari-dfa"], capture_output=True, text=True
-    )
+    out = subprocess.run([sys.executable, "-m", "npe2", "validate", "napari-dfa"], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -130,5 +130,3 @@ def test_degenerate_inputs():
         make_scribbles(np.zeros((8, 8), np.float32))
     with pytest.raises(ValueError):  # 0 as a class would collide with "unlabelled"
         make_scribbles(_blobs(), ignore_index=255)
-
-

@@ -163,9 +163,7 @@ def test_difficulty_controls_lookalikes(sample512, sample512_easy):
     easy_f, easy_l = _features(sample512_easy.image), _interiors(sample512_easy.labels)
     # same seed -> same layout regardless of difficulty
     np.testing.assert_array_equal(sample512.labels, sample512_easy.labels)
-    assert _fisher(easy_f, easy_l, NECROSIS, STROMA) > 1.5 * _fisher(
-        hard_f, hard_l, NECROSIS, STROMA
-    )
+    assert _fisher(easy_f, easy_l, NECROSIS, STROMA) > 1.5 * _fisher(hard_f, hard_l, NECROSIS, STROMA)
     assert _fisher(easy_f, easy_l, MUCIN, TUMOR) > 1.2 * _fisher(hard_f, hard_l, MUCIN, TUMOR)
 
 
@@ -199,9 +197,7 @@ def test_lazy_slide_chunks_match_full_compute_and_are_seamless():
     full_img, full_lab = dask.compute(img, lab)
     np.testing.assert_array_equal(img.blocks[1, 1].compute(), full_img[256:512, 256:512])
     np.testing.assert_array_equal(lab.blocks[1, 1].compute(), full_lab[256:512, 256:512])
-    np.testing.assert_array_equal(
-        img.blocks[2, 2].compute(), full_img[512:640, 512:576]
-    )  # ragged edge chunk
+    np.testing.assert_array_equal(img.blocks[2, 2].compute(), full_img[512:640, 512:576])  # ragged edge chunk
 
     # a different chunking gives the same slide: layout and texture are functions of
     # the global position only, so nothing changes at chunk borders

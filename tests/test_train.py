@@ -87,7 +87,9 @@ def test_same_seed_gives_identical_weights_on_cpu(synth):
 
 def test_time_budget_stops_training(synth):
     train, _, scribbles = synth
-    res = run_to_end(fine_tune([train[0].image], [scribbles[0]], list(CLASS_NAMES), config=_cfg(steps=10_000, max_seconds=1.0)))
+    res = run_to_end(
+        fine_tune([train[0].image], [scribbles[0]], list(CLASS_NAMES), config=_cfg(steps=10_000, max_seconds=1.0))
+    )
     assert res.stopped == "time" and 1 <= res.steps < 10_000
 
 
@@ -148,18 +150,26 @@ def test_periodic_checkpoint_and_resume_match_an_uninterrupted_run(synth, tmp_pa
     train, _, scribbles = synth
     full = run_to_end(fine_tune([train[0].image], [scribbles[0]], list(CLASS_NAMES), config=_cfg(steps=6))).model
     ckpt = tmp_path / "ckpt"
-    gen = fine_tune([train[0].image], [scribbles[0]], list(CLASS_NAMES),
-                    config=_cfg(steps=6, checkpoint_every=3, checkpoint_dir=str(ckpt)))
+    gen = fine_tune(
+        [train[0].image],
+        [scribbles[0]],
+        list(CLASS_NAMES),
+        config=_cfg(steps=6, checkpoint_every=3, checkpoint_dir=str(ckpt)),
+    )
     for ev in gen:
         if ev.step == 4:
             gen.close()  # interrupted after the step-3 checkpoint
             break
     assert (ckpt / "train_state.json").is_file() and (ckpt / "model" / "model.safetensors").is_file()
-    res = run_to_end(fine_tune([train[0].image], [scribbles[0]], list(CLASS_NAMES),
-                               config=_cfg(steps=6, resume_from=str(ckpt))))
+    res = run_to_end(
+        fine_tune([train[0].image], [scribbles[0]], list(CLASS_NAMES), config=_cfg(steps=6, resume_from=str(ckpt)))
+    )
     assert res.steps == 6 and len(res.losses) == 6
     a, b = full.state_dict(), res.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(InputError, match="same classes"):
-        next(fine_tune([train[0].image], [scribbles[0]], ["x", "y", "z", "w", "v"],
-                       config=_cfg(steps=6, resume_from=str(ckpt))))
+        next(
+            fine_tune(
+                [train[0].image], [scribbles[0]], ["x", "y", "z", "w", "v"], config=_cfg(steps=6, resume_from=str(ckpt))
+            )
+        )

@@ -111,9 +111,7 @@ def test_train_job_with_preview_on_a_crop():
         )
     )
     kinds = [type(e).__name__ for e in events]
-    assert (
-        kinds[0] == "StatusEvent" and kinds.count("TrainProgress") == 4 and kinds.count("PreviewEvent") == 2
-    )
+    assert kinds[0] == "StatusEvent" and kinds.count("TrainProgress") == 4 and kinds.count("PreviewEvent") == 2
     prev = [e for e in events if isinstance(e, PreviewEvent)]
     assert prev[0].labels.shape == (96, 128) and prev[0].labels.dtype == np.uint8
     assert all(isinstance(e, (StatusEvent, TrainProgress, PreviewEvent)) for e in events)

@@ -24,8 +24,12 @@ def get_reader(path):
     p = Path(str(path).rstrip("/"))
     if not p.name.lower().endswith(_SUFFIXES):
         return None
-    if p.suffix.lower() == ".zarr" and not (p / "zarr.json").exists() and not (p / ".zattrs").exists() \
-            and not (p / ".zgroup").exists():
+    if (
+        p.suffix.lower() == ".zarr"
+        and not (p / "zarr.json").exists()
+        and not (p / ".zattrs").exists()
+        and not (p / ".zgroup").exists()
+    ):
         return None
     return read_layers
 
@@ -56,8 +60,12 @@ def read_layers(path):
     if not rgb:
         levels = [lv[..., 0] for lv in levels]
     scale = (pyr.pixel_size, pyr.pixel_size) if pyr.pixel_size else None
-    meta = {"name": p.stem, "rgb": rgb, "multiscale": len(levels) > 1,
-            "metadata": {"path": str(p), "pixel_size_um": pyr.pixel_size}}
+    meta = {
+        "name": p.stem,
+        "rgb": rgb,
+        "multiscale": len(levels) > 1,
+        "metadata": {"path": str(p), "pixel_size_um": pyr.pixel_size},
+    }
     if scale:
         meta["scale"] = scale
     return [(levels if len(levels) > 1 else levels[0], meta, "image")]
@@ -81,16 +89,37 @@ def _segmentation_layers(p: Path, seg: dict):
         for v, n in zip(values, seg["class_names"]):
             names_by_value[v] = n
         features = {"class": names_by_value}
-    layers = [(levels if len(levels) > 1 else levels[0],
-               {"name": f"{p.stem} labels", "multiscale": len(levels) > 1, "colormap": cmap, "scale": scale,
-                "features": features, "metadata": {"napari_dfa": seg}}, "labels")]
+    layers = [
+        (
+            levels if len(levels) > 1 else levels[0],
+            {
+                "name": f"{p.stem} labels",
+                "multiscale": len(levels) > 1,
+                "colormap": cmap,
+                "scale": scale,
+                "features": features,
+                "metadata": {"napari_dfa": seg},
+            },
+            "labels",
+        )
+    ]
     if "probabilities" in g:
         pnames = sorted(g["probabilities"].array_keys(), key=int)
         plevels = [da.from_zarr(g[f"probabilities/{n}"]) for n in pnames]
         for k, name in enumerate(seg.get("class_names", [])):
             lv = [a[k] for a in plevels]
-            layers.append((lv if len(lv) > 1 else lv[0],
-                           {"name": f"P({name})", "multiscale": len(lv) > 1, "scale": scale, "visible": False,
-                            "colormap": "magma", "contrast_limits": (0, 255 if lv[0].dtype == "uint8" else 1)},
-                           "image"))
+            layers.append(
+                (
+                    lv if len(lv) > 1 else lv[0],
+                    {
+                        "name": f"P({name})",
+                        "multiscale": len(lv) > 1,
+                        "scale": scale,
+                        "visible": False,
+                        "colormap": "magma",
+                        "contrast_limits": (0, 255 if lv[0].dtype == "uint8" else 1),
+                    },
+                    "image",
+                )
+            )
     return layers

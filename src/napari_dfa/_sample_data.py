@@ -109,9 +109,7 @@ def sample_slide():
     image, labels = _slide()
     label_levels = [labels] + [labels[:: 2**k, :: 2**k] for k in range(1, SLIDE_LEVELS)]
     levels = [image] + [
-        lv.rechunk(512).map_blocks(
-            _preview_block, new_axis=2, chunks=lv.rechunk(512).chunks + ((3,),), dtype=np.uint8
-        )
+        lv.rechunk(512).map_blocks(_preview_block, new_axis=2, chunks=lv.rechunk(512).chunks + ((3,),), dtype=np.uint8)
         for lv in label_levels[1:]
     ]
     y0, x0, y1, x1 = SLIDE_SCRIBBLES["region"]

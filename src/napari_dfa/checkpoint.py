@@ -114,9 +114,7 @@ def load_model(folder: str | Path, device: str = "cpu"):
     try:
         state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"{weights} is truncated or corrupt ({exc}); re-copy or re-train the model"
-        ) from exc
+        raise CheckpointError(f"{weights} is truncated or corrupt ({exc}); re-copy or re-train the model") from exc
     model = DFASegmenter(ModelConfig.from_dict(config["model"]))
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
@@ -141,17 +139,14 @@ def _check_folder(folder: Path) -> Path:
                 f"{folder} is a pickle/PyTorch file; napari-dfa never unpickles models (it could run "
                 "arbitrary code). Give a napari-dfa model folder (model.safetensors + config.json)"
             )
-        raise CheckpointError(
-            f"{folder} is a file; give a napari-dfa model folder (model.safetensors + config.json)"
-        )
+        raise CheckpointError(f"{folder} is a file; give a napari-dfa model folder (model.safetensors + config.json)")
     if not folder.exists():
         raise CheckpointError(f"model folder {folder} does not exist; check the path")
     if not (folder / CONFIG_FILE).is_file():
         pickles = [p.name for p in folder.iterdir() if p.suffix.lower() in _PICKLE_SUFFIXES]
         hint = f" (it holds {pickles[0]}, a pickle format napari-dfa refuses to load)" if pickles else ""
         raise CheckpointError(
-            f"{folder} is not a napari-dfa model folder: no {CONFIG_FILE}{hint}; "
-            "give a folder saved by napari-dfa"
+            f"{folder} is not a napari-dfa model folder: no {CONFIG_FILE}{hint}; give a folder saved by napari-dfa"
         )
     return folder
 
@@ -176,6 +171,4 @@ def _check_weights_file(weights: Path) -> None:
     if not weights.is_file():
         raise CheckpointError(f"{weights} is missing; the model folder is incomplete")
     if _looks_like_pickle(weights):
-        raise CheckpointError(
-            f"{weights} is a pickle/zip file disguised as safetensors; napari-dfa refuses to load it"
-        )
+        raise CheckpointError(f"{weights} is a pickle/zip file disguised as safetensors; napari-dfa refuses to load it")

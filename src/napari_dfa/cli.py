@@ -232,7 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--labels", required=True, help="label file or folder; pairs with images by file stem")
     t.add_argument("--out", required=True, help="model folder to write (model.safetensors + config.json)")
     t.add_argument("--classes", help="class names for label values 1..K (or 0..K-1), comma-separated")
-    t.add_argument("--ignore-index", default="0", help="'0': label 0 = unlabeled (default); '255': 255 = unlabeled, classes 0..K-1; 'none': every value is a class")
+    t.add_argument(
+        "--ignore-index",
+        default="0",
+        help="'0': label 0 = unlabeled (default); '255': 255 = unlabeled, classes 0..K-1; "
+        "'none': every value is a class",
+    )
     t.add_argument(
         "--init",
         default="default",
@@ -252,7 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-minutes", type=float, help="wall-time budget in minutes")
     t.add_argument("--batch-size", type=int, default=8)
     t.add_argument("--crop-size", type=int, default=256)
-    t.add_argument("--lr", type=float, help="learning rate (default 1e-4 to continue a model on its own classes, else 1e-3)")
+    t.add_argument(
+        "--lr", type=float, help="learning rate (default 1e-4 to continue a model on its own classes, else 1e-3)"
+    )
     t.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     t.add_argument("--seed", type=int, default=0)
     t.set_defaults(func=cmd_train)
@@ -271,8 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("input", help="image: TIFF/OME-TIFF/SVS, zarr/OME-Zarr, PNG or JPEG")
     r.add_argument("--out", required=True, help="output: .zarr (label pyramid, any size), .tif or .png")
     r.add_argument("--level", type=int, default=0, help="pyramid level to segment (0 = full resolution)")
-    r.add_argument("--tile", type=int, default=0,
-                   help="output chunk side in px (multiple of 32); 0 = auto (1024 on CPU, 2048 on GPU)")
+    r.add_argument(
+        "--tile",
+        type=int,
+        default=0,
+        help="output chunk side in px (multiple of 32); 0 = auto (1024 on CPU, 2048 on GPU)",
+    )
     r.add_argument("--halo", type=int, default=32, help="context around each chunk in px (multiple of 32)")
     r.add_argument("--batch-size", type=int, default=0, help="windows per forward (0 = auto)")
     r.add_argument("--no-tissue-detection", action="store_true", help="segment background chunks too")

@@ -26,10 +26,14 @@ _MODEL_FIELDS: dict[str, tuple[Any, str]] = {
     "class_names": (lambda v: _list_of(v, str) and 1 <= len(v) <= 255 and all(v), "1-255 non-empty names"),
     "class_colors": (lambda v: _list_of(v, str) and all(_COLOR.match(c) for c in v), "'#rrggbb' colours"),
     "backbone": (lambda v: isinstance(v, str) and bool(_BACKBONE.match(v)), "'compact' or 'timm:<name>'"),
-    "backbone_channels": (lambda v: _list_of(v, int) and len(v) == 4 and all(0 < c <= 4096 for c in v),
-                          "4 positive integers"),
-    "backbone_blocks": (lambda v: _list_of(v, int) and len(v) == 4 and all(0 <= c <= 64 for c in v),
-                        "4 integers in 0..64"),
+    "backbone_channels": (
+        lambda v: _list_of(v, int) and len(v) == 4 and all(0 < c <= 4096 for c in v),
+        "4 positive integers",
+    ),
+    "backbone_blocks": (
+        lambda v: _list_of(v, int) and len(v) == 4 and all(0 <= c <= 64 for c in v),
+        "4 integers in 0..64",
+    ),
     "hidden_dim": (lambda v: _int_in(v, 8, 4096), "an integer in 8..4096"),
     "mask_dim": (lambda v: _int_in(v, 4, 4096), "an integer in 4..4096"),
     "num_heads": (lambda v: _int_in(v, 1, 64), "an integer in 1..64"),
@@ -41,14 +45,24 @@ _MODEL_FIELDS: dict[str, tuple[Any, str]] = {
     "bias_init": (lambda v: v in ("neg_log_freq", "log_freq", "zero"), "'neg_log_freq', 'log_freq' or 'zero'"),
     "bias_learnable": (lambda v: isinstance(v, bool), "true or false"),
     "bias_tau": (lambda v: _num_in(v, 0.0, 100.0), "a number in [0, 100]"),
-    "prior": (lambda v: _list_of(v, (int, float)) and all(_num_in(p, 0.0, 1.0) and p > 0 for p in v)
-              and abs(sum(v) - 1.0) < 1e-3, "positive frequencies summing to 1"),
-    "label_values": (lambda v: _list_of(v, int) and all(0 <= x <= 255 for x in v) and len(set(v)) == len(v),
-                     "unique integers in 0..255"),
-    "mean": (lambda v: _list_of(v, (int, float)) and len(v) == 3 and all(_num_in(x, 0, 1) for x in v),
-             "3 numbers in [0, 1]"),
-    "std": (lambda v: _list_of(v, (int, float)) and len(v) == 3 and all(_num_in(x, 1e-4, 10) for x in v),
-            "3 positive numbers"),
+    "prior": (
+        lambda v: (
+            _list_of(v, (int, float)) and all(_num_in(p, 0.0, 1.0) and p > 0 for p in v) and abs(sum(v) - 1.0) < 1e-3
+        ),
+        "positive frequencies summing to 1",
+    ),
+    "label_values": (
+        lambda v: _list_of(v, int) and all(0 <= x <= 255 for x in v) and len(set(v)) == len(v),
+        "unique integers in 0..255",
+    ),
+    "mean": (
+        lambda v: _list_of(v, (int, float)) and len(v) == 3 and all(_num_in(x, 0, 1) for x in v),
+        "3 numbers in [0, 1]",
+    ),
+    "std": (
+        lambda v: _list_of(v, (int, float)) and len(v) == 3 and all(_num_in(x, 1e-4, 10) for x in v),
+        "3 positive numbers",
+    ),
 }
 _PER_CLASS = ("class_colors", "prior", "label_values")
 
@@ -91,15 +105,11 @@ def validate_config(config: Any, where: str = "config.json") -> None:
         if name not in model:
             raise CheckpointError(f"{where} is missing the field model.{name}; the model folder is corrupt")
         if not check(model[name]):
-            raise CheckpointError(
-                f"{where}: model.{name} = {model[name]!r} is invalid (expected {allowed})"
-            )
+            raise CheckpointError(f"{where}: model.{name} = {model[name]!r} is invalid (expected {allowed})")
     k = len(model["class_names"])
     for name in _PER_CLASS:
         if len(model[name]) != k:
-            raise CheckpointError(
-                f"{where}: model.{name} has {len(model[name])} entries for {k} classes"
-            )
+            raise CheckpointError(f"{where}: model.{name} has {len(model[name])} entries for {k} classes")
     if len(set(model["class_names"])) != k:
         raise CheckpointError(f"{where}: class names must be unique")
     if model["hidden_dim"] % model["num_heads"]:

@@ -95,5 +95,3 @@ def run_demo(out_dir: str | Path = "napari-dfa-demo", max_seconds: float = 60.0,
         f"open them in napari:  napari {labels_path}   (or Plugins > napari-dfa)"
     )
     return summary
-
-

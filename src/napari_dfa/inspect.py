@@ -74,8 +74,14 @@ def _to_tensor(model, region: np.ndarray):
     return pad_to_multiple(x, 32), rgb.shape[:2]
 
 
-def attention_maps(model, region: np.ndarray, layer: int = -1, head: int | None = None,
-                   origin: tuple[float, float] = (0.0, 0.0), pixel_scale: float = 1.0) -> AttentionMaps:
+def attention_maps(
+    model,
+    region: np.ndarray,
+    layer: int = -1,
+    head: int | None = None,
+    origin: tuple[float, float] = (0.0, 0.0),
+    pixel_scale: float = 1.0,
+) -> AttentionMaps:
     """Per-class cross-attention maps of decoder ``layer`` for an RGB image ``region``.
 
     Args:

@@ -183,8 +183,11 @@ def build_start_model(
             **cfg.model_overrides,
         )
         return DFASegmenter(mc)
-    if list(class_names) == list(init.config.class_names) and not bias and not cfg.model_overrides and not (
-        cfg.reset_bias
+    if (
+        list(class_names) == list(init.config.class_names)
+        and not bias
+        and not cfg.model_overrides
+        and not (cfg.reset_bias)
     ):
         model = copy_model(init)
         if label_values is not None:
@@ -269,9 +272,7 @@ def fine_tune(
     data = _prepare_data(images, labels, k)
     counts = class_pixel_counts([d.labels for d in data], k)
     if counts.sum() == 0:
-        raise InputError(
-            "there are no annotations (every label pixel is 0 = unlabeled); paint a few strokes per class"
-        )
+        raise InputError("there are no annotations (every label pixel is 0 = unlabeled); paint a few strokes per class")
     annotated = [n for n, c in zip(class_names, counts) if c > 0]
     if len(annotated) < 2:
         raise InputError(
@@ -345,8 +346,14 @@ def fine_tune(
         if cfg.checkpoint_every and cfg.checkpoint_dir and step % cfg.checkpoint_every == 0:
             from napari_dfa.train_state import save_train_state
 
-            state = {"step": step, "elapsed": elapsed, "losses": losses, "base_lr": base_lr,
-                     "sampler_rng": sampler.rng.bit_generator.state, "class_names": list(class_names)}
+            state = {
+                "step": step,
+                "elapsed": elapsed,
+                "losses": losses,
+                "base_lr": base_lr,
+                "sampler_rng": sampler.rng.bit_generator.state,
+                "class_names": list(class_names),
+            }
             save_train_state(cfg.checkpoint_dir, model, opt, state, gen)
         rate = (elapsed - offset) / max(step - first_step, 1)
         remaining = (cfg.steps - step) * rate

@@ -118,9 +118,7 @@ def _read_shapes(
             values.append(0)  # no class: ignored
     verts = [_to_image_pixels(layer, image_layer, v) for v in layer.data]
     widths = np.asarray(layer.edge_width, float) / float(np.asarray(image_layer.scale, float)[-1])
-    regions, crops = rasterize_shapes(
-        verts, list(layer.shape_type), values, image_shape, list(widths), margin
-    )
+    regions, crops = rasterize_shapes(verts, list(layer.shape_type), values, image_shape, list(widths), margin)
     top = max(values, default=0)
     if top > 255:
         raise InputError(f"shapes layer '{layer.name}' uses class {top}; at most 255 classes are supported")

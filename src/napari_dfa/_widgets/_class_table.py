@@ -26,9 +26,7 @@ class ClassTable(QTableWidget):
 
     def __init__(self, parent=None) -> None:
         super().__init__(0, 5, parent)
-        self.setHorizontalHeaderLabels(
-            ["class", "colour", "annotated px", "prior \u03c0", "\u2212log \u03c0"]
-        )
+        self.setHorizontalHeaderLabels(["class", "colour", "annotated px", "prior \u03c0", "\u2212log \u03c0"])
         self.verticalHeader().setVisible(True)
         header = self.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
@@ -76,9 +74,7 @@ class ClassTable(QTableWidget):
                     item = QTableWidgetItem(text)
                     if col in (PIXELS, PRIOR, NEGLOG):
                         item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
-                        item.setTextAlignment(
-                            int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                        )
+                        item.setTextAlignment(int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter))
                     self.setItem(row, col, item)
                     if col == COLOR:
                         self._paint(item)
@@ -106,14 +102,10 @@ class ClassTable(QTableWidget):
             if not n:
                 raise InputError(f"class {i} has no name; type a name in the class table")
             if not is_color(c):
-                raise InputError(
-                    f"class {i} ({n}) colour '{c}' is not a #rrggbb colour; fix it in the class table"
-                )
+                raise InputError(f"class {i} ({n}) colour '{c}' is not a #rrggbb colour; fix it in the class table")
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise InputError(
-                f"class names must be unique, {dupes} appear twice; rename one in the class table"
-            )
+            raise InputError(f"class names must be unique, {dupes} appear twice; rename one in the class table")
         return names, colors
 
     def edit(self, row: int, col: int, text: str) -> None:

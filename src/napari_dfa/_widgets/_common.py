@@ -152,11 +152,7 @@ def put_layer(viewer: Any, role: str, data: Any, kind: str, **kwargs: Any) -> An
     """
     name = kwargs.get("name")
     for lay in viewer.layers:
-        if (
-            lay.metadata.get(OWNER_KEY) == role
-            and lay.name == name
-            and lay.__class__.__name__.lower() == kind
-        ):
+        if lay.metadata.get(OWNER_KEY) == role and lay.name == name and lay.__class__.__name__.lower() == kind:
             lay.data = data
             for key in ("scale", "translate", "contrast_limits"):
                 if key in kwargs:

@@ -46,8 +46,7 @@ class DifficultyWidget(Container):
         self.region = ComboBox(
             label="region",
             choices=lambda w: [(VIEW, VIEW), *shapes(w)],
-            tooltip="the visible part of the image, or the box around a Shapes layer's "
-            "selected (else last) shape",
+            tooltip="the visible part of the image, or the box around a Shapes layer's selected (else last) shape",
         )
         self.max_side = SpinBox(
             label="max px",
@@ -67,9 +66,7 @@ class DifficultyWidget(Container):
         self.extend(
             [
                 Container(widgets=[self.image, self.region, self.max_side], labels=True),
-                Container(
-                    widgets=[self.layer, self.head, self.attention_button], layout="horizontal", labels=True
-                ),
+                Container(widgets=[self.layer, self.head, self.attention_button], layout="horizontal", labels=True),
                 Container(widgets=[self.kind, self.difficulty_button], layout="horizontal", labels=True),
                 self.status,
             ]
@@ -159,9 +156,7 @@ class DifficultyWidget(Container):
         else:
             shapes = self.region.value
             if not len(shapes.data):
-                raise InputError(
-                    f"shapes layer '{shapes.name}' has no shapes; draw a rectangle over the region"
-                )
+                raise InputError(f"shapes layer '{shapes.name}' has no shapes; draw a rectangle over the region")
             idx = sorted(shapes.selected_data) or [len(shapes.data) - 1]
             verts = np.concatenate([np.asarray(shapes.data[i])[:, -2:] for i in idx])
             s_scale, s_trans = world_transform(shapes)
@@ -283,8 +278,7 @@ class DifficultyWidget(Container):
             contrast_limits=(lo, hi if hi > lo else lo + 1e-6),
         )
         self.status.value = (
-            f"difficulty ({kind}) of {region.shape[0]} x {region.shape[1]} px: bright = "
-            "where the model is unsure"
+            f"difficulty ({kind}) of {region.shape[0]} x {region.shape[1]} px: bright = where the model is unsure"
             if kind != "bias"
             else f"difficulty (bias) of {region.shape[0]} x {region.shape[1]} px: bright = predicted "
             "classes whose bias grew most"

@@ -106,9 +106,7 @@ class FineTuneWidget(Container):
 
         threading.Thread(target=warm_up, name="napari-dfa-warm-up", daemon=True).start()
         if not self.state.has_model:  # fine-tuning starts from the shipped default model
-            start_task(
-                load_model_job, None, doing="Loading the default model", on_return=self._default_loaded
-            )
+            start_task(load_model_job, None, doing="Loading the default model", on_return=self._default_loaded)
 
     def _default_loaded(self, result: tuple[Any, str]) -> None:
         if not self.state.has_model:
@@ -140,9 +138,7 @@ class FineTuneWidget(Container):
         from napari_dfa._widgets._annotations import read_annotations
 
         if self.image.value is None:
-            raise InputError(
-                "there is no image layer; open an RGB H&E image first (File > Open Sample > napari DFA)"
-            )
+            raise InputError("there is no image layer; open an RGB H&E image first (File > Open Sample > napari DFA)")
         if self.annotations.value is None:
             raise InputError(
                 "there is no annotation layer; add a Labels layer (Layers > New Labels layer), "
@@ -222,9 +218,7 @@ class FineTuneWidget(Container):
         )
         from napari.utils import progress
 
-        self._pbar = (
-            None if not self.activity.value else progress(total=cfg.steps, desc="napari-dfa fine-tune")
-        )
+        self._pbar = None if not self.activity.value else progress(total=cfg.steps, desc="napari-dfa fine-tune")
         self.plot.reset(names, colors, steps=cfg.steps if not cfg.max_seconds else min(cfg.steps, 50))
         self._refresh = Throttle(REFRESH_S)
         self._cancelled = False

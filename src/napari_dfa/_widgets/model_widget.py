@@ -58,9 +58,7 @@ class ModelWidget(Container):
         self._busy(True)
         self.info.value = "loading the model ..."
         doing = "Loading the default model" if folder is None else f"Loading the model folder {folder}"
-        self._worker = start_task(
-            load_model_job, folder, doing=doing, on_return=self._loaded, on_done=self._done
-        )
+        self._worker = start_task(load_model_job, folder, doing=doing, on_return=self._loaded, on_done=self._done)
         return self._worker
 
     def _load_clicked(self) -> None:

@@ -56,8 +56,14 @@ class SegmentWidget(Container):
         self.image = ComboBox(label="image", choices=layer_choices(napari_viewer, Image))
         self.level = SpinBox(label="pyramid level", min=0, max=0, value=0)
         self.level_info = Label(value="")
-        self.tile = SpinBox(label="tile px", min=0, max=16384, step=64, value=ec.tile,
-                            tooltip="0 = auto: 1024 on the CPU, 2048 on a GPU")
+        self.tile = SpinBox(
+            label="tile px",
+            min=0,
+            max=16384,
+            step=64,
+            value=ec.tile,
+            tooltip="0 = auto: 1024 on the CPU, 2048 on a GPU",
+        )
         self.halo = SpinBox(label="halo px", min=0, max=512, step=32, value=ec.halo)
         self.batch = SpinBox(label="batch", min=0, max=256, value=ec.batch_size, tooltip="0 = auto")
         self.device = ComboBox(label="device", choices=DEVICES, value=ec.device)
@@ -66,9 +72,7 @@ class SegmentWidget(Container):
         self.probabilities = ComboBox(
             label="probabilities", choices=["none", "uint8", "float16"], value=ec.probabilities or "none"
         )
-        self.output = FileEdit(
-            mode="d", label="output folder", nullable=True, tooltip="empty: a temporary folder"
-        )
+        self.output = FileEdit(mode="d", label="output folder", nullable=True, tooltip="empty: a temporary folder")
         self.overwrite = CheckBox(text="overwrite", value=ec.overwrite)
         self.start_button = PushButton(text="Segment")
         self.cancel_button = PushButton(text="Cancel", enabled=False)

@@ -30,9 +30,7 @@ def _resolve_fractions(class_fractions) -> np.ndarray:
         unknown = set(class_fractions) - set(CLASS_NAMES)
         if unknown:
             raise ValueError(f"unknown class names in class_fractions: {sorted(unknown)}")
-        fr = np.array(
-            [float(class_fractions.get(c.name, 0.0)) for c in CLASSES], dtype=np.float64
-        )
+        fr = np.array([float(class_fractions.get(c.name, 0.0)) for c in CLASSES], dtype=np.float64)
     else:
         fr = np.asarray(class_fractions, dtype=np.float64).ravel()
         if fr.size != _K:
@@ -232,9 +230,7 @@ def _layout_lowres(
     return out
 
 
-def _thresholds(
-    fields: np.ndarray, fractions: np.ndarray, valid: np.ndarray | None = None
-) -> np.ndarray:
+def _thresholds(fields: np.ndarray, fractions: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     """Sequential exact-quantile thresholds (rarest class first).
 
     ``fields`` has shape ``(K, ...)``.  Returns ``t`` (length K) such that the

@@ -18,16 +18,11 @@ from napari_dfa.data._synth_noise import _hash_u01, _key, _lerp
 #   spacing (px) of the jittered seed grid, keep probability, major semi-axis range,
 #   minor/major ratio range, hematoxylin OD range, irregularity, chromatin granularity.
 _NUC = {
-    _STROMA: dict(spacing=17.0, keep=0.4, a=(5.0, 9.0), ratio=(0.2, 0.32), h=(0.10, 0.15),
-                  irr=0.06, chrom=0.15),
-    _TUMOR: dict(spacing=13.0, keep=0.95, a=(4.2, 7.0), ratio=(0.65, 1.0), h=(0.07, 0.13),
-                 irr=0.18, chrom=0.35),
-    _NECROSIS: dict(spacing=9.0, keep=0.5, a=(0.9, 2.3), ratio=(0.5, 1.0), h=(0.14, 0.22),
-                    irr=0.25, chrom=0.1),
-    _LYMPH: dict(spacing=6.6, keep=0.93, a=(2.5, 3.3), ratio=(0.85, 1.0), h=(0.16, 0.22),
-                 irr=0.05, chrom=0.12),
-    _MUCIN: dict(spacing=26.0, keep=0.3, a=(3.0, 5.0), ratio=(0.6, 1.0), h=(0.06, 0.11),
-                 irr=0.15, chrom=0.25),
+    _STROMA: dict(spacing=17.0, keep=0.4, a=(5.0, 9.0), ratio=(0.2, 0.32), h=(0.10, 0.15), irr=0.06, chrom=0.15),
+    _TUMOR: dict(spacing=13.0, keep=0.95, a=(4.2, 7.0), ratio=(0.65, 1.0), h=(0.07, 0.13), irr=0.18, chrom=0.35),
+    _NECROSIS: dict(spacing=9.0, keep=0.5, a=(0.9, 2.3), ratio=(0.5, 1.0), h=(0.14, 0.22), irr=0.25, chrom=0.1),
+    _LYMPH: dict(spacing=6.6, keep=0.93, a=(2.5, 3.3), ratio=(0.85, 1.0), h=(0.16, 0.22), irr=0.05, chrom=0.12),
+    _MUCIN: dict(spacing=26.0, keep=0.3, a=(3.0, 5.0), ratio=(0.6, 1.0), h=(0.06, 0.11), irr=0.15, chrom=0.25),
 }
 
 

@@ -150,8 +150,6 @@ def _render(
     # sensor noise (hashed per global pixel and channel)
     h_, w_ = lab_out.shape
     for ch in range(3):
-        rgb[..., ch] += _white(_key(key, 20 + ch), oy + mg, ox + mg, h_, w_) * f32(
-            stain["noise"]
-        )
+        rgb[..., ch] += _white(_key(key, 20 + ch), oy + mg, ox + mg, h_, w_) * f32(stain["noise"])
     img = np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
     return img, lab_out

@@ -88,7 +88,7 @@ def check_labels(labels, image_shape: tuple[int, ...], num_classes: int | None =
             "paint the annotations on the image they belong to"
         )
     dtype = np.dtype(labels.dtype)
-    if not (np.issubdtype(dtype, np.integer) or dtype == bool):
+    if not (np.issubdtype(dtype, np.integer) or dtype == np.dtype(bool)):
         raise InputError(f"{name} has dtype {dtype}; expected integer label values (0 = unlabeled)")
     if isinstance(labels, np.ndarray) and labels.size:
         lo, hi = int(labels.min()), int(labels.max())

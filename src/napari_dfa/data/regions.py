@@ -70,9 +70,7 @@ class Region:
         return self.y0 <= other.y1 and other.y0 <= self.y1 and self.x0 <= other.x1 and other.x0 <= self.x1
 
     def union(self, other: Region) -> Region:
-        return Region(
-            min(self.y0, other.y0), min(self.x0, other.x0), max(self.y1, other.y1), max(self.x1, other.x1)
-        )
+        return Region(min(self.y0, other.y0), min(self.x0, other.x0), max(self.y1, other.y1), max(self.x1, other.x1))
 
 
 def merge_regions(regions: Sequence[Region]) -> list[Region]:

@@ -111,9 +111,11 @@ def read_window(image, labels: np.ndarray, y0: int, x0: int, side: int) -> tuple
     lab = np.asarray(labels[ys:ye, xs:xe])
     pad = ((ys - y0, y0 + side - ye), (xs - x0, x0 + side - xe))
     if any(p for pp in pad for p in pp):
-        mode = "reflect" if img.shape[0] > 1 and img.shape[1] > 1 and all(
-            p < s for pp, s in zip(pad, img.shape[:2]) for p in pp
-        ) else "edge"
+        mode = (
+            "reflect"
+            if img.shape[0] > 1 and img.shape[1] > 1 and all(p < s for pp, s in zip(pad, img.shape[:2]) for p in pp)
+            else "edge"
+        )
         img = np.pad(img, pad + ((0, 0),), mode=mode)
         lab = np.pad(lab, pad, constant_values=0)
     return img.astype(np.uint8, copy=False), lab.astype(np.uint8, copy=False)

@@ -183,17 +183,13 @@ def generate_tissue(
     tex_key = _key(int(rng.integers(0, 2**63)))
     m = _MARGIN
     with _single_thread_blas():
-        fields = np.stack(
-            [_upsample(low_fields[k], -m, -m, H + 2 * m, W + 2 * m, factor) for k in range(_K)]
-        )
+        fields = np.stack([_upsample(low_fields[k], -m, -m, H + 2 * m, W + 2 * m, factor) for k in range(_K)])
         thr = _thresholds(fields[:, m:-m, m:-m], fr)
         img, lab = _render(fields, thr, fr, difficulty, stain, tex_key, (-m, -m))
     return SyntheticSample(image=img, labels=lab)
 
 
-def generate_dataset(
-    n: int, shape: tuple[int, int] = (512, 512), seed: int = 0, **kw
-) -> list[SyntheticSample]:
+def generate_dataset(n: int, shape: tuple[int, int] = (512, 512), seed: int = 0, **kw) -> list[SyntheticSample]:
     """Generate ``n`` independent tiles; seeds are derived from ``seed``.
 
     Extra keyword arguments are passed to :func:`generate_tissue`.
@@ -216,9 +212,7 @@ def _hard_labels(fields: np.ndarray, thr: np.ndarray, fractions: np.ndarray) -> 
     return lab
 
 
-def _slide_labels_block(
-    block_id, *, fields_low, thr, fractions, bg_low, bg_thr, factor, chunk, H, W
-) -> np.ndarray:
+def _slide_labels_block(block_id, *, fields_low, thr, fractions, bg_low, bg_thr, factor, chunk, H, W) -> np.ndarray:
     by, bx = block_id[:2]
     y0, x0 = by * chunk, bx * chunk
     h, w = min(chunk, H - y0), min(chunk, W - x0)
@@ -231,8 +225,20 @@ def _slide_labels_block(
 
 
 def _slide_image_block(
-    block_id, *, fields_low, thr, fractions, bg_low, bg_thr, factor, chunk, H, W, tex_key,
-    difficulty, stain,
+    block_id,
+    *,
+    fields_low,
+    thr,
+    fractions,
+    bg_low,
+    bg_thr,
+    factor,
+    chunk,
+    H,
+    W,
+    tex_key,
+    difficulty,
+    stain,
 ) -> np.ndarray:
     by, bx = block_id[:2]
     y0, x0 = by * chunk, bx * chunk
@@ -245,9 +251,7 @@ def _slide_image_block(
         if bg_low is not None:
             bgf = _upsample(bg_low, wy, wx, wh, ww, factor) - np.float32(bg_thr)
             tissue = np.clip(bgf * np.float32(25.0) + 0.5, 0.0, 1.0)
-        img, _ = _render(
-            fields, thr, fractions, difficulty, stain, tex_key, (wy, wx), tissue=tissue
-        )
+        img, _ = _render(fields, thr, fractions, difficulty, stain, tex_key, (wy, wx), tissue=tissue)
     return img
 
 
@@ -329,10 +333,10 @@ def lazy_slide(
         tuple(min(chunk, H - i) for i in range(0, H, chunk)),
         tuple(min(chunk, W - i) for i in range(0, W, chunk)),
     )
-    common = dict(fields_low=fields_low, thr=thr, fractions=fr, bg_low=bg_low, bg_thr=bg_thr,
-                  factor=factor, chunk=chunk, H=H, W=W)
-    token = tokenize(H, W, chunk, seed, background_fraction, fr.tolist(), difficulty,
-                     region_scale)
+    common = dict(
+        fields_low=fields_low, thr=thr, fractions=fr, bg_low=bg_low, bg_thr=bg_thr, factor=factor, chunk=chunk, H=H, W=W
+    )
+    token = tokenize(H, W, chunk, seed, background_fraction, fr.tolist(), difficulty, region_scale)
     labels = da.map_blocks(
         partial(_slide_labels_block, **common),
         chunks=chunks,
@@ -341,8 +345,7 @@ def lazy_slide(
         meta=np.empty((0, 0), np.uint8),
     )
     image = da.map_blocks(
-        partial(_slide_image_block, tex_key=tex_key, difficulty=float(difficulty), stain=stain,
-                **common),
+        partial(_slide_image_block, tex_key=tex_key, difficulty=float(difficulty), stain=stain, **common),
         chunks=chunks + ((3,),),
         dtype=np.uint8,
         name=f"synthetic-slide-image-{token}",

@@ -88,9 +88,7 @@ def _model_folder(model, fingerprint: str) -> str:
     return str(save_model(model, Path(tempfile.mkdtemp(prefix="napari-dfa-model-")) / "model"))
 
 
-def run_on_cluster(
-    client, image, level, model, store, chunks, cfg, tissue, meta, pixel_size
-) -> Generator:
+def run_on_cluster(client, image, level, model, store, chunks, cfg, tissue, meta, pixel_size) -> Generator:
     from distributed import as_completed
 
     from napari_dfa.infer.engine import SegmentResult, TileProgress, _scale_for, model_fingerprint
@@ -107,8 +105,7 @@ def run_on_cluster(
     writer = store.writer()
     t0 = time.perf_counter()
     futures = [
-        client.submit(_process, source, c, model_dir, fingerprint, cfg, writer, tissue, scale, pure=False)
-        for c in todo
+        client.submit(_process, source, c, model_dir, fingerprint, cfg, writer, tissue, scale, pure=False) for c in todo
     ]
     by_key = {f.key: c for f, c in zip(futures, todo)}
     done, skipped, px = resumed, 0, 0
@@ -122,13 +119,22 @@ def run_on_cluster(
             px += c.pixels
             el = time.perf_counter() - t0
             new = done - resumed
-            yield TileProgress(done, total, skipped, resumed, px / el / 1e6 if el else 0.0, el,
-                               el / new * (total - done) if new else 0.0, f"cluster ({client.scheduler.address})")
+            yield TileProgress(
+                done,
+                total,
+                skipped,
+                resumed,
+                px / el / 1e6 if el else 0.0,
+                el,
+                el / new * (total - done) if new else 0.0,
+                f"cluster ({client.scheduler.address})",
+            )
     finally:
         for f in futures:
             if not f.done():
                 f.cancel()
     path = store.finalize(meta, pixel_size, cfg.pyramid)
     el = time.perf_counter() - t0
-    return SegmentResult(path, tuple(arr.shape[:2]), total, skipped, resumed, el, px / el / 1e6 if el else 0.0,
-                         "cluster")
+    return SegmentResult(
+        path, tuple(arr.shape[:2]), total, skipped, resumed, el, px / el / 1e6 if el else 0.0, "cluster"
+    )

@@ -37,8 +37,9 @@ def export_labels(store: str | Path, out: str | Path, tile: int = 512) -> Path:
                         block[: part.shape[0], : part.shape[1]] = part
                         yield block
 
-            tifffile.imwrite(tmp, tiles(), shape=(h, w), dtype=np.uint8, tile=(tile, tile), compression="zlib",
-                             bigtiff=h * w > 2**31)
+            tifffile.imwrite(
+                tmp, tiles(), shape=(h, w), dtype=np.uint8, tile=(tile, tile), compression="zlib", bigtiff=h * w > 2**31
+            )
         elif suffix == ".png":
             if h * w > MAX_PNG_PIXELS:
                 raise DFAError(f"the segmentation is {w}x{h} px, too big for PNG; write .tif or .zarr instead")

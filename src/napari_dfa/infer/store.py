@@ -99,7 +99,9 @@ class SegmentationStore:
                 self._create()
             self.group = zarr.open_group(str(self.partial), mode="r+")
         except OSError as exc:
-            raise DFAError(f"cannot write the output to {self.partial.parent}: {exc}; choose a writable folder") from exc
+            raise DFAError(
+                f"cannot write the output to {self.partial.parent}: {exc}; choose a writable folder"
+            ) from exc
         self.done_dir = self.partial / "_done"
         self.done_dir.mkdir(exist_ok=True)
         self._done = {tuple(int(v) for v in p.name.split(".")) for p in self.done_dir.iterdir()}

@@ -60,8 +60,17 @@ class Chunk:
         clipped to this chunk's window."""
         if not (self.y0 <= y0 < y1 <= self.y1 and self.x0 <= x0 < x1 <= self.x1):
             raise ValueError("restrict() needs a non-empty region inside the chunk")
-        return Chunk(self.index, y0, y1, x0, x1, max(self.wy0, y0 - halo), min(self.wy1, y1 + halo),
-                     max(self.wx0, x0 - halo), min(self.wx1, x1 + halo))
+        return Chunk(
+            self.index,
+            y0,
+            y1,
+            x0,
+            x1,
+            max(self.wy0, y0 - halo),
+            min(self.wy1, y1 + halo),
+            max(self.wx0, x0 - halo),
+            min(self.wx1, x1 + halo),
+        )
 
 
 def _check(tile: int, halo: int) -> None:
@@ -82,7 +91,9 @@ def chunk_grid(shape: tuple[int, int], tile: int, halo: int) -> list[Chunk]:
         for j, x0 in enumerate(range(0, w, tile)):
             y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
             out.append(
-                Chunk((i, j), y0, y1, x0, x1, max(0, y0 - halo), min(h, y1 + halo), max(0, x0 - halo), min(w, x1 + halo))
+                Chunk(
+                    (i, j), y0, y1, x0, x1, max(0, y0 - halo), min(h, y1 + halo), max(0, x0 - halo), min(w, x1 + halo)
+                )
             )
     return out
 

@@ -77,8 +77,9 @@ class TissueDetector:
         hw = window.shape[0] * window.shape[1]
         if np.prod(sub_chunk.window_shape) > (1.0 - min_saving) * hw:
             return chunk, window
-        win = window[sub_chunk.wy0 - chunk.wy0 : sub_chunk.wy1 - chunk.wy0,
-                     sub_chunk.wx0 - chunk.wx0 : sub_chunk.wx1 - chunk.wx0]
+        win = window[
+            sub_chunk.wy0 - chunk.wy0 : sub_chunk.wy1 - chunk.wy0, sub_chunk.wx0 - chunk.wx0 : sub_chunk.wx1 - chunk.wx0
+        ]
         return sub_chunk, np.ascontiguousarray(win)
 
     def mask(self, rgb: np.ndarray) -> np.ndarray:

@@ -66,9 +66,7 @@ def open_image(path: str | Path) -> ImagePyramid:
         if arr.ndim == 2:
             arr = arr[..., None]
         return ImagePyramid([da.from_array(arr, chunks=(1024, 1024, arr.shape[-1]))], None, str(path))
-    raise InputError(
-        f"cannot open {path.name}: unsupported format; use TIFF/OME-TIFF/SVS, zarr/OME-Zarr, PNG or JPEG"
-    )
+    raise InputError(f"cannot open {path.name}: unsupported format; use TIFF/OME-TIFF/SVS, zarr/OME-Zarr, PNG or JPEG")
 
 
 def _open_tiff(path: Path) -> ImagePyramid:
@@ -160,7 +158,9 @@ def _open_zarr(path: Path) -> ImagePyramid:
                     scales.append(t["scale"])
         pixel = None
         if scales and "x" in axes:
-            unit = next((a.get("unit") for a in ms0.get("axes", []) if isinstance(a, dict) and a.get("name") == "x"), None)
+            unit = next(
+                (a.get("unit") for a in ms0.get("axes", []) if isinstance(a, dict) and a.get("name") == "x"), None
+            )
             if unit in (None, "micrometer"):
                 pixel = float(scales[0][axes.index("x")])
         return ImagePyramid(levels, pixel, str(path))

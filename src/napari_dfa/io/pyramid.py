@@ -66,8 +66,11 @@ def build_pyramid(group, name: str, kind: str = "labels", min_side: int = 512, c
         arr = da.from_zarr(src)
         lead = arr.shape[:-2]
         arr = arr.rechunk((*lead, 2 * chunk, 2 * chunk))
-        out_chunks = (*arr.chunks[:-2], tuple((c + 1) // 2 for c in arr.chunks[-2]),
-                      tuple((c + 1) // 2 for c in arr.chunks[-1]))
+        out_chunks = (
+            *arr.chunks[:-2],
+            tuple((c + 1) // 2 for c in arr.chunks[-2]),
+            tuple((c + 1) // 2 for c in arr.chunks[-1]),
+        )
         down = arr.map_blocks(fn, chunks=out_chunks, dtype=arr.dtype)
         target = zarr.create_array(
             store=group.store,

@@ -93,5 +93,3 @@ def copy_model(model: DFASegmenter) -> DFASegmenter:
     new.load_state_dict({k: v.clone() for k, v in model.state_dict().items()})
     new.focal_bias.bias.requires_grad_(model.focal_bias.bias.requires_grad)
     return new.to(next(model.parameters()).device)
-
-

@@ -83,10 +83,10 @@ class CrossAttention(_MultiHead):
         return_attn: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Args:
-            tgt: ``(N, K, D)`` query states; ``query_pos``: ``(K, D)``.
-            keys, values: ``(N, S, D)`` projected keys (incl. position) and values.
-            bias: ``(N, 1, K or 1, S)`` additive logits (``-inf`` hides a key).
-            return_attn: use the explicit path and return ``(N, heads, K, S)`` weights.
+        tgt: ``(N, K, D)`` query states; ``query_pos``: ``(K, D)``.
+        keys, values: ``(N, S, D)`` projected keys (incl. position) and values.
+        bias: ``(N, 1, K or 1, S)`` additive logits (``-inf`` hides a key).
+        return_attn: use the explicit path and return ``(N, heads, K, S)`` weights.
         """
         out, attn = self._attend(self.q(tgt + query_pos), keys, values, bias, return_attn)
         return self.norm(tgt + self.proj(out)), attn

@@ -59,9 +59,7 @@ class DFADecoder(nn.Module):
         self.query_pos = nn.Parameter(torch.randn(num_classes, dim) * 0.02)
         self.level_embed = nn.Parameter(torch.zeros(len(LEVEL_STRIDES), dim))
         self.windows = [LocalWindows(s, window_cells) for s in LEVEL_STRIDES]
-        self.key_pos = nn.ParameterList(
-            nn.Parameter(torch.randn(w.size, dim) * 0.02) for w in self.windows
-        )
+        self.key_pos = nn.ParameterList(nn.Parameter(torch.randn(w.size, dim) * 0.02) for w in self.windows)
         self.cross = nn.ModuleList(CrossAttention(dim, heads) for _ in range(layers))
         self.self_attn = nn.ModuleList(SelfAttention(dim, heads) for _ in range(layers))
         self.ffn = nn.ModuleList(FFN(dim, ffn_dim) for _ in range(layers))
