@@ -47,7 +47,9 @@ def _reexec_under_xvfb() -> None:
 class Probe:
     """Records the gaps between ticks of a QTimer on the GUI thread."""
 
-    def __init__(self, interval_ms: int = 10) -> None:
+    def __init__(self, interval_ms: int = 10, stall_ms: float = 60.0) -> None:
+        import threading
+
         from qtpy.QtCore import QTimer
 
         self.interval = interval_ms
@@ -55,17 +57,46 @@ class Probe:
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(self._tick)
         self.ticks: list[float] = []
+        self.stall_ms = stall_ms
+        self.stacks: dict[str, int] = {}
+        self._main = threading.get_ident()
+        self._running = threading.Event()
+        threading.Thread(target=self._watch, name="stall-sampler", daemon=True).start()
 
     def _tick(self) -> None:
         self.ticks.append(time.perf_counter())
 
+    def _watch(self) -> None:
+        """While a gap is longer than ``stall_ms``, sample what the GUI thread is running
+        every 10 ms (its Python stack: where the event loop is stuck)."""
+        import traceback
+
+        while True:
+            self._running.wait()
+            time.sleep(0.01)
+            ticks = self.ticks
+            if not ticks or (time.perf_counter() - ticks[-1]) * 1000 < self.stall_ms:
+                continue
+            frame = sys._current_frames().get(self._main)
+            if frame is None:
+                continue
+            tail = traceback.extract_stack(frame)[-4:]
+            key = " <- ".join(f"{os.path.basename(f.filename)}:{f.lineno} {f.name}" for f in reversed(tail))
+            self.stacks[key] = self.stacks.get(key, 0) + 1
+
     def start(self) -> None:
         self.ticks = [time.perf_counter()]
+        self.stacks = {}
         self.timer.start()
+        self._running.set()
 
     def stop(self) -> dict:
         self.timer.stop()
-        return self._stats(np.asarray(self.ticks))
+        self._running.clear()
+        res = self._stats(np.asarray(self.ticks))
+        top = sorted(self.stacks.items(), key=lambda kv: -kv[1])[:5]
+        res["stall_samples"] = {k: 10 * v for k, v in top}  # ms spent there during stalls
+        return res
 
     def window(self, t0: float, t1: float) -> dict:
         """Stats of the gaps that ended between ``t0`` and ``t1`` (e.g. first to last step)."""

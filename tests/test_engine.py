@@ -152,7 +152,7 @@ def test_partly_covered_chunks_compute_only_their_tissue(model, tmp_path):
     half = np.full((256, 512, 3), 245, np.uint8)
     half[:, :256] = generate_tissue((256, 256), seed=3).image
     left, right = chunk_grid(half.shape[:2], 256, 64)
-    assert (right.wx0, right.x0) == (192, 256) and TissueDetector().fraction(half[:, 192:]) > 0.1
+    assert right.x0 == 256 and right.wx0 < 256 and TissueDetector().fraction(half[:, right.wx0 :]) > 0.1
     assert TissueDetector().crop(left, half[:, : left.wx1], 64) is not None
     assert TissueDetector().crop(right, half[:, right.wx0 :], 64) is None
     on = run_to_end(segment(img, model, tmp_path / "on", _cfg(tile=512, halo=64, tissue_detection=True)))

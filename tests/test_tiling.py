@@ -22,7 +22,9 @@ def test_awkward_sizes_are_covered_exactly_once(shape, tile, halo):
         assert 0 <= c.wy0 <= c.y0 < c.y1 <= c.wy1 <= shape[0]
         assert 0 <= c.wx0 <= c.x0 < c.x1 <= c.wx1 <= shape[1]
         assert c.wy0 % ALIGN == 0 and c.wx0 % ALIGN == 0  # windows stay on the model's grid
-        assert c.y0 - c.wy0 == min(halo, c.y0) and c.wy1 - c.y1 == min(halo, shape[0] - c.y1)
+        # at least the halo of context on every side where the image has it
+        assert c.y0 - c.wy0 >= min(halo, c.y0) and c.wy1 - c.y1 >= min(halo, shape[0] - c.y1)
+        assert c.x0 - c.wx0 >= min(halo, c.x0) and c.wx1 - c.x1 >= min(halo, shape[1] - c.x1)
         sy, sx = c.core
         assert sy.stop - sy.start == c.y1 - c.y0 and sx.stop - sx.start == c.x1 - c.x0
 
@@ -40,6 +42,13 @@ def test_chunk_grid_property(h, w, tile, halo):
     assert len({c.index for c in chunks}) == len(chunks)
     assert all(c.y1 - c.y0 <= tile and c.x1 - c.x0 <= tile for c in chunks)
     assert all(c.wy0 % ALIGN == 0 and c.wx0 % ALIGN == 0 for c in chunks)
+    # uniform windows: shifted inward at the borders instead of clipped (up to 31 px short
+    # at the far border, where the window origin must stay on the grid)
+    for c, n, (a, e) in [(c, h, (c.wy0, c.wy1)) for c in chunks] + [(c, w, (c.wx0, c.wx1)) for c in chunks]:
+        full = min(tile + 2 * halo, n)
+        assert full - ALIGN < e - a <= full or e - a == n
+    interior = {c.window_shape for c in chunks if c.wy1 < h and c.wx1 < w}  # not at the far border
+    assert len(interior) <= 1
 
 
 @settings(max_examples=200, deadline=None)

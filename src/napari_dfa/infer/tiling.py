@@ -2,8 +2,10 @@
 
 The output is cut into **chunks** of ``tile x tile`` pixels (the unit of work, of
 writing and of resuming). Each chunk is predicted from a **window**: the chunk grown by
-``halo`` pixels of real image context on every side (clipped at the image border), so
-the model sees what lies beyond the chunk edge. The DFA model is translation-equivariant
+``halo`` pixels of real image context on every side, so the model sees what lies beyond
+the chunk edge. At the image border the window is shifted inward rather than clipped
+(more context on the inner side): every window of a large image has the same shape,
+which keeps batches uniform and lets each forward pass reuse the previous one's memory. The DFA model is translation-equivariant
 for shifts by multiples of 32 px, so with window origins on that grid and a halo larger
 than the model's effective receptive field, the stitched chunks equal a whole-image
 forward up to floating-point noise.
@@ -88,14 +90,26 @@ def chunk_grid(shape: tuple[int, int], tile: int, halo: int) -> list[Chunk]:
         raise ValueError(f"empty image shape {shape}")
     out = []
     for i, y0 in enumerate(range(0, h, tile)):
+        y1 = min(y0 + tile, h)
+        wy0, wy1 = _window(y0, y1, h, tile, halo)
         for j, x0 in enumerate(range(0, w, tile)):
-            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
-            out.append(
-                Chunk(
-                    (i, j), y0, y1, x0, x1, max(0, y0 - halo), min(h, y1 + halo), max(0, x0 - halo), min(w, x1 + halo)
-                )
-            )
+            x1 = min(x0 + tile, w)
+            out.append(Chunk((i, j), y0, y1, x0, x1, wy0, wy1, *_window(x0, x1, w, tile, halo)))
     return out
+
+
+def _window(a: int, b: int, n: int, tile: int, halo: int) -> tuple[int, int]:
+    """Window ``[s, e)`` of chunk ``[a, b)`` on an axis of length ``n``: ``halo`` on both
+    sides, shifted inward at the borders to keep the full length ``tile + 2 halo`` (at
+    most ``n``; at the far border up to 31 px less, to keep ``s`` on the 32-px grid)."""
+    length = min(tile + 2 * halo, n)
+    s, e = max(a - halo, 0), min(b + halo, n)
+    if e - s < length:
+        if s == 0:
+            e = length
+        else:  # e == n: the origin rounded up to the grid
+            s = -(-(n - length) // ALIGN) * ALIGN
+    return s, e
 
 
 def grid_shape(shape: tuple[int, int], tile: int) -> tuple[int, int]:
