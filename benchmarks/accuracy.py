@@ -41,7 +41,31 @@ DATASETS = {
     "cpm15": ("cpm15_nuclei", ["background", "nucleus"], None),
 }
 BASELINES = ("plain", "inverse_freq", "median_freq", "effective_number", "focal", "logit_adjust", "cdb")
-DEFAULT_DFA = ("query", "neg_log_freq", True)
+# the shipped model the main comparison started from (its training date); runs from a later
+# default model are tagged with that model's date and reported separately
+from report import FIRST_DEFAULT_MODEL  # noqa: E402
+
+
+def default_dfa() -> tuple[str, str, bool]:
+    """``dfa`` = the package's default DFA configuration (placement, init, learnable)."""
+    from napari_dfa.model import ModelConfig
+
+    cfg = ModelConfig(class_names=["x"])
+    return cfg.bias_placement, cfg.bias_init, cfg.bias_learnable
+
+
+def start_model(init: str) -> str:
+    """What a run starts from: ``scratch`` or the shipped default model's training date."""
+    if init != "default":
+        return "scratch"
+    from napari_dfa.sample import load_default_model
+
+    return load_default_model().training_summary.get("date", "unknown")
+
+
+def run_key(r: dict) -> tuple:
+    start = r.get("start_model", FIRST_DEFAULT_MODEL if r.get("init") == "default" else "scratch")
+    return (r["dataset"], r["regime"], r["method"], r["fold"], r["seed"], start)
 
 
 def load_dataset(name: str):
@@ -73,7 +97,7 @@ def annotations(ids, masks, regime: str, fraction: float, seed: int, all_ids):
 def parse_method(method: str):
     """-> (loss, placement, init, learnable)"""
     if method == "dfa":
-        return ("plain", *DEFAULT_DFA)
+        return ("plain", *default_dfa())
     if method.startswith("dfa:"):
         parts = method.split(":")
         return ("plain", parts[1], parts[2], not (len(parts) > 3 and parts[3] == "frozen"))
@@ -135,8 +159,8 @@ def cmd_run(args) -> None:
     done = set()
     if out.exists():
         for line in out.read_text().splitlines():
-            r = json.loads(line)
-            done.add((r["dataset"], r["regime"], r["method"], r["fold"], r["seed"]))
+            done.add(run_key(json.loads(line)))
+    start = start_model(args.init)
     loaded = {ds: load_dataset(ds) for ds in args.datasets}
     for seed in args.seeds:  # seed-major: a partial run still compares every method
         for ds in args.datasets:
@@ -147,7 +171,7 @@ def cmd_run(args) -> None:
                     train_ids = [i for i in ids if i not in test_ids]
                     labs = None
                     for method in args.methods:
-                        key = (ds, regime, method, f, seed)
+                        key = (ds, regime, method, f, seed, start)
                         if key in done:
                             continue
                         if labs is None:
@@ -175,6 +199,7 @@ def cmd_run(args) -> None:
                             "batch": args.batch,
                             "crop": args.crop,
                             "init": args.init,
+                            "start_model": start,
                             "train_seconds": round(secs, 1),
                             "annotated_px": int(sum((lab > 0).sum() for lab in labs)),
                             "labelled_px": int(sum((masks[i] > 0).sum() for i in train_ids)),

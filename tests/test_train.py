@@ -39,12 +39,14 @@ def synth():
 def test_short_fine_tune_raises_held_out_dice(synth):
     train, test, scribbles = synth
     torch.manual_seed(0)
-    cfg = _cfg(steps=60, batch_size=4, crop_size=128, lr=3e-3)
+    # 100 steps: at 60 the tiny from-scratch model's held-out Dice still varies by 0.1 with
+    # the seed and the bias placement (0.28-0.38); by 100 steps both placements have learnt
+    cfg = _cfg(steps=100, batch_size=4, crop_size=128, lr=3e-3)
     gen = fine_tune([s.image for s in train], scribbles, list(CLASS_NAMES), config=cfg)
     first = next(gen)
     # Dice of the model after one step (essentially untrained) vs after training
     result = run_to_end(gen)
-    assert result.steps == 60 and result.stopped == "steps"
+    assert result.steps == 100 and result.stopped == "steps"
     names = list(CLASS_NAMES)
     gts = [s.labels for s in test]
     start_model = DFASegmenter(result.model.config)  # same architecture, untrained

@@ -244,8 +244,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="start from 'default' (the shipped model, pretrained on synthetic H&E; the default), "
         "a model folder, or 'none' (from scratch)",
     )
-    t.add_argument("--bias", choices=["query", "key", "none"], help="DFA bias placement (default: query)")
-    t.add_argument("--bias-init", choices=["neg_log_freq", "log_freq", "zero"], help="bias initialisation")
+    t.add_argument(
+        "--bias",
+        choices=["query", "key", "none"],
+        help="DFA bias placement (default: the starting model's; key for the shipped model and new models, "
+        "the placement the accuracy benchmark supports)",
+    )
+    t.add_argument(
+        "--bias-init",
+        choices=["neg_log_freq", "log_freq", "zero"],
+        help="bias initialisation (default: the starting model's; neg_log_freq for new models)",
+    )
     t.add_argument("--frozen-bias", action="store_true", help="keep the bias at its prior (not learned)")
     t.add_argument(
         "--loss",

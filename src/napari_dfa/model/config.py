@@ -64,7 +64,7 @@ class ModelConfig:
     ffn_dim: int = 192
     window_cells: int = 3
     mask_threshold: float = 0.5
-    bias_placement: str = "query"
+    bias_placement: str = "key"
     bias_init: str = "neg_log_freq"
     bias_learnable: bool = True
     bias_tau: float = 1.0
