@@ -8,15 +8,18 @@ from pathlib import Path
 
 import numpy as np
 
-FIRST_DEFAULT_MODEL = "2026-11-26T15:49:22"  # the shipped model the main comparison started from
-NEW_MODEL = " (new default model)"  # label suffix of runs that started from a later default model
+FIRST_DEFAULT_MODEL = "2026-11-26T15:49:22"  # the shipped model every comparison started from
+# other starting models, by training date: a label suffix for their runs
+OTHER_MODELS = {"2026-11-26T22:11:30": " (key-pretrained model, not shipped)"}
+DEFAULT_DFA = "dfa:key:neg_log_freq"  # the package's default fine-tuning configuration
 
 
 def _load(path: Path) -> list[dict]:
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     for r in records:
-        if r.get("init") == "default" and r.get("start_model", FIRST_DEFAULT_MODEL) != FIRST_DEFAULT_MODEL:
-            r["method"] += NEW_MODEL
+        start = r.get("start_model", FIRST_DEFAULT_MODEL)
+        if r.get("init") == "default" and start != FIRST_DEFAULT_MODEL:
+            r["method"] += OTHER_MODELS.get(start, f" (from the model of {start})")
     return records
 
 
@@ -95,10 +98,8 @@ def _paired(records: list[dict], ds: str, regime: str, a: str, b: str) -> dict:
 
 
 def default_pair(rows: dict) -> tuple[str, str]:
-    """Labels of the default DFA and its plain twin (from the newest default model if run)."""
-    if "dfa" + NEW_MODEL in rows and "plain" + NEW_MODEL in rows:
-        return "dfa" + NEW_MODEL, "plain" + NEW_MODEL
-    return "dfa", "plain"
+    """Labels of the default DFA configuration and the plain baseline (same start model)."""
+    return (DEFAULT_DFA if DEFAULT_DFA in rows else "dfa"), "plain"
 
 
 def target_checks(agg: dict, records: list[dict]) -> tuple[dict, list[str]]:

@@ -151,3 +151,18 @@ def test_class_argmax_equals_torch_argmax_including_ties(shape, dim):
     want = (strided[..., 1:, :] if dim != -1 else x).argmax(dim)
     assert got.dtype == torch.uint8
     assert torch.equal(got.long(), want)
+
+
+def test_adapting_to_another_bias_placement_restarts_the_bias_from_the_prior(tiny_config):
+    from napari_dfa.model.adapt import adapt_model
+
+    model = _model(tiny_config, bias_placement="query", bias_init="neg_log_freq")
+    with torch.no_grad():
+        model.focal_bias.bias.add_(0.7)  # a "learned" bias
+    names, prior = list(model.config.class_names), list(model.config.prior)
+    same = adapt_model(model, names, prior)
+    assert torch.allclose(same.focal_bias.bias, model.focal_bias.bias)  # same setup: continues
+    moved = adapt_model(model, names, prior, bias_placement="key")
+    assert moved.config.bias_placement == "key"
+    assert torch.allclose(moved.focal_bias.bias, moved.focal_bias.bias_init)  # restarted from the prior
+    assert not torch.allclose(moved.focal_bias.bias, model.focal_bias.bias)

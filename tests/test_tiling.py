@@ -44,7 +44,7 @@ def test_chunk_grid_property(h, w, tile, halo):
     assert all(c.wy0 % ALIGN == 0 and c.wx0 % ALIGN == 0 for c in chunks)
     # uniform windows: shifted inward at the borders instead of clipped (up to 31 px short
     # at the far border, where the window origin must stay on the grid)
-    for c, n, (a, e) in [(c, h, (c.wy0, c.wy1)) for c in chunks] + [(c, w, (c.wx0, c.wx1)) for c in chunks]:
+    for n, (a, e) in [(h, (c.wy0, c.wy1)) for c in chunks] + [(w, (c.wx0, c.wx1)) for c in chunks]:
         full = min(tile + 2 * halo, n)
         assert full - ALIGN < e - a <= full or e - a == n
     interior = {c.window_shape for c in chunks if c.wy1 < h and c.wx1 < w}  # not at the far border

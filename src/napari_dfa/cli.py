@@ -115,7 +115,7 @@ def cmd_train(args) -> int:
         lr=args.lr,
         device=args.device,
         seed=args.seed,
-        bias_placement=args.bias,
+        bias_placement=None if args.bias == "keep" else args.bias,
         bias_init=args.bias_init,
         bias_learnable=False if args.frozen_bias else None,
     )
@@ -246,9 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--bias",
-        choices=["query", "key", "none"],
-        help="DFA bias placement (default: the starting model's; key for the shipped model and new models, "
-        "the placement the accuracy benchmark supports)",
+        choices=["query", "key", "none", "keep"],
+        default="key",
+        help="DFA bias placement (default: key, the accuracy benchmark's best; 'keep': the starting model's)",
     )
     t.add_argument(
         "--bias-init",

@@ -5,10 +5,10 @@ writing and of resuming). Each chunk is predicted from a **window**: the chunk g
 ``halo`` pixels of real image context on every side, so the model sees what lies beyond
 the chunk edge. At the image border the window is shifted inward rather than clipped
 (more context on the inner side): every window of a large image has the same shape,
-which keeps batches uniform and lets each forward pass reuse the previous one's memory. The DFA model is translation-equivariant
-for shifts by multiples of 32 px, so with window origins on that grid and a halo larger
-than the model's effective receptive field, the stitched chunks equal a whole-image
-forward up to floating-point noise.
+which keeps batches uniform and lets each forward pass reuse the previous one's memory.
+The DFA model is translation-equivariant for shifts by multiples of 32 px, so with window
+origins on that grid and a halo larger than the model's effective receptive field, the
+stitched chunks equal a whole-image forward up to floating-point noise.
 
 A window larger than ``max_window`` is itself split into overlapping sub-tiles whose
 logits are blended with a cosine or Gaussian weight window (MONAI's

@@ -42,8 +42,9 @@ def adapt_model(
         prior: frequency prior of the new classes (from the user's annotations).
         class_colors: display colours; by default kept for known classes.
         label_values: label value per class written in predictions.
-        reset_bias: re-initialise the DFA bias from ``prior``. Default: only when the
-            class set changed; with the same classes the learned bias continues.
+        reset_bias: re-initialise the DFA bias from ``prior``. Default: when the class set,
+            the bias placement or its initialisation changed (a bias learnt for one
+            placement means something else under the other); otherwise it continues.
         overrides: other :class:`ModelConfig` fields to change (e.g. ``bias_placement``).
     """
     old = model.config
@@ -52,7 +53,7 @@ def adapt_model(
     same_classes = names == list(old.class_names)
     if reset_bias is None:
         reset_bias = not same_classes or any(
-            overrides.get(f, getattr(old, f)) != getattr(old, f) for f in ("bias_init", "bias_tau")
+            overrides.get(f, getattr(old, f)) != getattr(old, f) for f in ("bias_placement", "bias_init", "bias_tau")
         )
     if class_colors is None:
         fresh = default_colors(len(names))
