@@ -32,6 +32,9 @@ class TrainingPlot:
 
     def __init__(self, interval: float = 0.0) -> None:
         self.figure, self.canvas, (self.ax_loss, self.ax_bias) = _canvas(4.0, 4.2, rows=2, layout=None)
+        # a fixed height: when the dock's layout changes (a status line wrapping differently),
+        # a resizable canvas is re-laid-out and fully redrawn, 100-300 ms of the GUI thread
+        self.canvas.setFixedHeight(self.canvas.minimumHeight())
         self.interval = interval
         self._last_draw = 0.0
         self._background = None
@@ -57,8 +60,10 @@ class TrainingPlot:
         ax.clear()
         (self._line,) = ax.plot([], [], color="#3f51b5", lw=1.0, alpha=0.45, animated=True)
         (self._smooth,) = ax.plot([], [], color="#3f51b5", lw=2.0, animated=True)
+        # limits that usually hold for the whole run (a CE + Dice loss starts below ~3, a
+        # frequency-prior bias within ±2.5): each change of limits is a full redraw
         ax.set_xlim(0, max(int(steps), 2))
-        ax.set_ylim(0, 1)
+        ax.set_ylim(0, 3)
         ax.set_xlabel("step")
         ax.set_ylabel("loss")
         ax.set_title("training loss (thin) and its mean over 10 steps", fontsize=9)
@@ -75,7 +80,7 @@ class TrainingPlot:
         ax.set_xticks(x, list(names), rotation=20, ha="right", fontsize=8)
         ax.set_ylabel("bias b_c")
         ax.set_title("DFA bias per class: prior (grey) vs learned (colour)", fontsize=9)
-        ax.set_ylim(-1, 1)
+        ax.set_ylim(-2.5, 2.5)
         if len(init):
             self._fit_bias_limits(init)
         self.figure.tight_layout()  # once: a layout engine on every redraw costs ~3x the drawing
@@ -130,8 +135,8 @@ class TrainingPlot:
                 self.ax_loss.set_xlim(0, max(10, 2 * self.steps[-1]))
                 changed = True
             top = float(np.nanmax(y)) if np.isfinite(y).any() else 1.0
-            if top > self.ax_loss.get_ylim()[1] or len(self.steps) == 1:
-                self.ax_loss.set_ylim(0, 1.15 * top + 1e-6)
+            if top > self.ax_loss.get_ylim()[1]:
+                self.ax_loss.set_ylim(0, 1.5 * top + 1e-6)  # headroom: few full redraws
                 changed = True
         if self._bars:
             changed |= self._fit_bias_limits(np.array([bar.get_height() for bar in self._bars]))

@@ -63,6 +63,9 @@ class FineTuneWidget(Container):
         self.activity = CheckBox(text="napari activity bar", value=False, tooltip=ACTIVITY_TIP)
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
+        # room for 3 lines from the start: a status that re-wraps while training would
+        # change the dock's layout and make Qt re-lay-out and redraw the plots
+        self.status.native.setMinimumHeight(3 * self.status.native.fontMetrics().lineSpacing() + 4)
 
         def row(*widgets: Any) -> Container:
             return Container(widgets=list(widgets), layout="horizontal", labels=True)

@@ -80,6 +80,7 @@ class SegmentWidget(Container):
         self.activity = CheckBox(text="napari activity bar", value=False, tooltip=ACTIVITY_TIP)
         self.status = Label(value="")
         self.status.native.setWordWrap(True)
+        self.status.native.setMinimumHeight(3 * self.status.native.fontMetrics().lineSpacing() + 4)  # no re-layouts
 
         def row(*widgets: Any) -> Container:
             return Container(widgets=list(widgets), layout="horizontal", labels=True)
