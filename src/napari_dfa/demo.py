@@ -54,18 +54,17 @@ def run_demo(out_dir: str | Path = "napari-dfa-demo", max_seconds: float = 60.0,
     fb = tuned.focal_bias
     prior = fb.prior.tolist()
     b0 = fb.bias_init.tolist()
-    b_start = model.focal_bias.bias.detach().cpu().tolist()
     b = fb.bias.detach().cpu().tolist()
     print(
-        "\nDFA attention bias per class: initialised at -log(prior) (centred), learned end to end;"
-        "\n'start' is the shipped model's bias, 'now' after fine-tuning on your scribbles."
+        "\nDFA attention bias per class: initialised from your scribbles at -log(prior) (centred),"
+        " learned end to end; 'now' is after fine-tuning."
         "\nA bias above its initial value means the model gives the class more attention than its"
         " rarity alone implied (a hint that it is harder); short fine-tunes move it little"
         " (see docs/benchmarks.md)."
     )
-    print(f"{'class':<14}{'prior pi':>9}{'init b':>9}{'start b':>9}{'now b':>9}{'drift':>9}")
-    for n, p, i0, bs, bb in zip(names, prior, b0, b_start, b):
-        print(f"{n:<14}{p:9.3f}{i0:9.2f}{bs:9.2f}{bb:9.2f}{bb - i0:+9.2f}")
+    print(f"{'class':<14}{'prior pi':>9}{'init b':>9}{'now b':>9}{'drift':>9}")
+    for n, p, i0, bb in zip(names, prior, b0, b):
+        print(f"{n:<14}{p:9.3f}{i0:9.2f}{bb:9.2f}{bb - i0:+9.2f}")
 
     out.mkdir(parents=True, exist_ok=True)
     labels_path = write_image(out / "labels.png", pred)
@@ -81,10 +80,7 @@ def run_demo(out_dir: str | Path = "napari-dfa-demo", max_seconds: float = 60.0,
     summary = {
         "mean_dice_before": before.mean_dice,
         "scores": scores.to_dict(),
-        "bias": {
-            n: {"prior": p, "init": i0, "start": bs, "learned": bb}
-            for n, p, i0, bs, bb in zip(names, prior, b0, b_start, b)
-        },
+        "bias": {n: {"prior": p, "init": i0, "learned": bb} for n, p, i0, bb in zip(names, prior, b0, b)},
         "steps": result.steps,
         "train_seconds": round(result.elapsed, 1),
         "device": result.summary["device"],
