@@ -34,6 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import FIRST_DEFAULT_MODEL  # noqa: E402 - the start model of runs recorded without one
 
 DATASETS = {
     # name: folder, class names, file ignore index (0 = unlabeled, None = every value a class)
@@ -41,17 +42,13 @@ DATASETS = {
     "cpm15": ("cpm15_nuclei", ["background", "nucleus"], None),
 }
 BASELINES = ("plain", "inverse_freq", "median_freq", "effective_number", "focal", "logit_adjust", "cdb")
-# the shipped model the main comparison started from (its training date); runs from a later
-# default model are tagged with that model's date and reported separately
-from report import FIRST_DEFAULT_MODEL  # noqa: E402
 
 
 def default_dfa() -> tuple[str, str, bool]:
     """``dfa`` = the package's default DFA configuration (placement, init, learnable)."""
     from napari_dfa.model import ModelConfig
 
-    cfg = ModelConfig(class_names=["x"])
-    return cfg.bias_placement, cfg.bias_init, cfg.bias_learnable
+    return ModelConfig.bias_placement, ModelConfig.bias_init, ModelConfig.bias_learnable
 
 
 def start_model(init: str) -> str:

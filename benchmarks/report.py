@@ -11,7 +11,6 @@ import numpy as np
 FIRST_DEFAULT_MODEL = "2026-11-26T15:49:22"  # the shipped model every comparison started from
 # other starting models, by training date: a label suffix for their runs
 OTHER_MODELS = {"2026-11-26T22:11:30": " (key-pretrained model, not shipped)"}
-DEFAULT_DFA = "dfa:key:neg_log_freq"  # the package's default fine-tuning configuration
 
 
 def _load(path: Path) -> list[dict]:
@@ -98,8 +97,11 @@ def _paired(records: list[dict], ds: str, regime: str, a: str, b: str) -> dict:
 
 
 def default_pair(rows: dict) -> tuple[str, str]:
-    """Labels of the default DFA configuration and the plain baseline (same start model)."""
-    return (DEFAULT_DFA if DEFAULT_DFA in rows else "dfa"), "plain"
+    """Labels of the package's default DFA configuration and the plain baseline."""
+    from napari_dfa.model import ModelConfig
+
+    default = f"dfa:{ModelConfig.bias_placement}:{ModelConfig.bias_init}"
+    return (default if default in rows else "dfa"), "plain"
 
 
 def target_checks(agg: dict, records: list[dict]) -> tuple[dict, list[str]]:

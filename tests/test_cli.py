@@ -47,6 +47,8 @@ def test_train_then_evaluate_then_predict(dataset, tmp_path, capsys):
     assert (model / "model.safetensors").is_file() and (model / "config.json").is_file()
     cfg = json.loads((model / "config.json").read_text())
     assert cfg["model"]["class_names"][0] == "stroma" and cfg["training"]["steps"] == 3
+    # the shipped model was pretrained with query placement; fine-tuning uses the default (key)
+    assert cfg["model"]["bias_placement"] == "key"
 
     out_json = tmp_path / "scores.json"
     rc = main(

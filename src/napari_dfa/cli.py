@@ -107,6 +107,8 @@ def cmd_train(args) -> int:
     if classes is None:
         top = max(int(lab.max()) for _, _, lab in data)
         classes = [f"class_{v}" for v in label_values_for(top, ignore)]
+    # --bias: default TrainConfig's placement; 'keep': the starting model's (None)
+    bias = {} if args.bias is None else {"bias_placement": None if args.bias == "keep" else args.bias}
     cfg = TrainConfig(
         steps=args.steps,
         max_seconds=args.max_minutes * 60 if args.max_minutes else None,
@@ -115,9 +117,9 @@ def cmd_train(args) -> int:
         lr=args.lr,
         device=args.device,
         seed=args.seed,
-        bias_placement=None if args.bias == "keep" else args.bias,
         bias_init=args.bias_init,
         bias_learnable=False if args.frozen_bias else None,
+        **bias,
     )
     print(f"training on {len(data)} image(s), classes: {', '.join(classes)}", file=sys.stderr)
     progress = ProgressLine()
@@ -247,7 +249,6 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--bias",
         choices=["query", "key", "none", "keep"],
-        default="key",
         help="DFA bias placement (default: key, the accuracy benchmark's best; 'keep': the starting model's)",
     )
     t.add_argument(

@@ -10,8 +10,9 @@
   ``mmap`` and unmaps it on free, so each forward pass over a large window page-faults
   (and the kernel zeroes) all its big activations again: ~400k faults, ~25 % of the
   time of a 2112^2 forward on a CPU. Inside this context glibc keeps freed memory in
-  the heap and the next forward reuses it; on exit the defaults come back and the free
-  pages are returned to the OS.
+  the heap and the next forward reuses it; on exit glibc's default values come back
+  (its dynamic mmap threshold stays off, as after any ``mallopt``) and the free pages
+  are returned to the OS.
 
 Both are no-ops where glibc is not the allocator (macOS, Windows, musl).
 """

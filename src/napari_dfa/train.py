@@ -59,9 +59,9 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     # model settings: for a new model, or overrides of the starting model's (None: keep the
-    # starting model's). The default placement is the accuracy benchmark's best when
-    # fine-tuning the shipped model (docs/method.md, "Ablations"): key.
-    bias_placement: str | None = "key"
+    # starting model's). The default placement (ModelConfig's, key) is the accuracy
+    # benchmark's best when fine-tuning the shipped model (docs/method.md, "Ablations").
+    bias_placement: str | None = ModelConfig.bias_placement
     bias_init: str | None = None
     bias_learnable: bool | None = None
     reset_bias: bool | None = None
