@@ -8,7 +8,9 @@ size, seams, tissue detection. Prints JSON.
 * ``engine_mpx_s``: zarr in -> zarr label pyramid out, end to end (tissue detection off)
   on the largest CPU-sized image; ``engine_over_raw`` = engine / raw_forward, with
   raw_forward measured by the engine's own process right before and after its run (the
-  shared dev machine's speed drifts by up to 2x within minutes).
+  shared dev machine's speed drifts by up to 2x within minutes) as the best of 3 batches;
+  ``engine_over_raw_sustained`` against the mean rate of 20 s of back-to-back batches
+  there (the engine's own figure is a mean over minutes, not a best burst).
 * ``monai_mpx_s``: MONAI ``sliding_window_inference`` (roi 512, overlap 0.25, gaussian)
   on the same model and an in-memory image (needs ``monai``).
 * ``peak_rss_mb``: peak resident memory of a fresh process segmenting an N x N zarr image
@@ -67,9 +69,10 @@ def make_zarr(path: Path, size: int, texture: np.ndarray, background: float = 0.
     return path
 
 
-def raw_speed(model, device, image: np.ndarray, shape, batch: int, reps: int) -> float:
+def raw_speed(model, device, image: np.ndarray, shape, batch: int, reps: int, sustain: float = 0.0):
     """MP/s of ``model`` on an in-memory batch of ``batch`` crops ``shape`` of ``image``
-    (best of ``reps``; bf16 autocast on CUDA as the engine)."""
+    (best of ``reps``; bf16 autocast on CUDA as the engine). With ``sustain`` seconds,
+    also the mean rate of back-to-back batches over that long: ``(best, sustained)``."""
     import torch
 
     from napari_dfa.memory import reuse_freed_memory
@@ -89,7 +92,15 @@ def raw_speed(model, device, image: np.ndarray, shape, batch: int, reps: int) ->
             if gpu:
                 torch.cuda.synchronize()
             best = min(best, time.perf_counter() - t)
-    return batch * shape[0] * shape[1] / best / 1e6
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < sustain:
+            class_argmax(model.predict_logits(x))
+            n += 1
+        if gpu:
+            torch.cuda.synchronize()
+        sustained = n * batch * shape[0] * shape[1] / (time.perf_counter() - t0) / 1e6 if n else None
+    mpx = batch * shape[0] * shape[1] / best / 1e6
+    return (mpx, sustained) if sustain else mpx
 
 
 def _peak_rss_mb() -> float:
@@ -133,7 +144,7 @@ def child(args) -> None:
         if not args.raw:
             return None
         crop = np.asarray(image.levels[0][:512, :512])
-        return raw_speed(model, device, crop, (512, 512), 32 if gpu else 8, 5 if gpu else 3)
+        return raw_speed(model, device, crop, (512, 512), 32 if gpu else 8, 5 if gpu else 3, sustain=args.sustain)
 
     raw_before = raw()
     _reset_peak_rss()  # the peak of the engine alone, not of the raw measurement's batch
@@ -152,8 +163,10 @@ def child(args) -> None:
                 "peak_gpu_mb": gpu_mb,
                 "skipped": res.skipped,
                 "tiles": res.tiles,
-                "raw_before_mpx_s": raw_before,
-                "raw_after_mpx_s": raw_after,
+                "raw_before_mpx_s": raw_before and raw_before[0],
+                "raw_after_mpx_s": raw_after and raw_after[0],
+                "raw_sustained_before_mpx_s": raw_before and raw_before[1],
+                "raw_sustained_after_mpx_s": raw_after and raw_after[1],
             }
         )
     )
@@ -198,6 +211,7 @@ def main() -> None:
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--tissue", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--sustain", type=float, default=20.0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return child(args)
@@ -252,6 +266,11 @@ def main() -> None:
     raw_mean = (rb + ra) / 2
     result["raw_forward_mpx_s_engine_process"] = [round(rb, 3), round(ra, 3)]
     result["engine_over_raw"] = round(runs[big]["mpx_s"] / raw_mean, 3)
+    # best-of-3 bursts of ~1 s catch the machine's fast moments; the engine's figure is a
+    # mean over minutes: the same model's mean rate over 20 s of back-to-back batches
+    sb, sa = runs[big]["raw_sustained_before_mpx_s"], runs[big]["raw_sustained_after_mpx_s"]
+    result["raw_sustained_mpx_s_engine_process"] = [round(sb, 3), round(sa, 3)]
+    result["engine_over_raw_sustained"] = round(runs[big]["mpx_s"] / ((sb + sa) / 2), 3)
     result["peak_rss_mb"] = rss
     if "16384" in rss and "2048" in rss:
         result["rss_16k_over_2k"] = round(rss["16384"] / rss["2048"], 3)

@@ -92,6 +92,26 @@ def test_probabilities_and_pyramid(image, tmp_path):
     assert [d["path"] for d in ms] == ["0"]  # 420 px fits one level with min_side 512
 
 
+def test_inline_pyramid_levels_equal_the_pyramid_of_level_0(model, tmp_path):
+    """Levels written with each chunk (tile 512: level 1) and the rest built at the end
+    equal mode / mean downsampling of the whole level 0, with odd sizes, glass chunks
+    skipped and partly covered chunks restricted to their tissue."""
+    from napari_dfa.io.pyramid import mean_downsample2, mode_downsample2
+
+    img = np.full((1100, 1250, 3), 245, np.uint8)
+    img[:, :700] = generate_tissue((1100, 700), seed=4).image
+    cfg = _cfg(tile=512, halo=32, tissue_detection=True, probabilities="uint8")
+    res = run_to_end(segment(img, model, tmp_path / "pyr", cfg))
+    g = zarr.open_group(str(res.path), mode="r")
+    assert res.skipped >= 1
+    assert [d["path"] for d in g["labels"].attrs["ome"]["multiscales"][0]["datasets"]] == ["0", "1", "2"]
+    assert g["labels/1"].chunks == (256, 256)  # the chunk's block: written with the chunk
+    for lv in (1, 2):
+        assert np.array_equal(g[f"labels/{lv}"][:], mode_downsample2(g[f"labels/{lv - 1}"][:]))
+        assert np.array_equal(g[f"probabilities/{lv}"][:], mean_downsample2(g[f"probabilities/{lv - 1}"][:]))
+    assert g["labels/2"].shape == (275, 313)
+
+
 def test_cancel_leaves_no_complete_store_and_resume_is_identical(model, image, tmp_path):
     ref = _labels(run_to_end(segment(image, model, tmp_path / "ref", _cfg())).path)
     out = tmp_path / "run.zarr"

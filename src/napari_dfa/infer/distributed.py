@@ -37,7 +37,7 @@ class _Source:
         if self.path is not None:
             from napari_dfa.io.images import open_image
 
-            return open_image(self.path).level(self.level)
+            return open_image(self.path).reader(self.level)
         arr = self.array
         return arr[self.level] if isinstance(arr, (list, tuple)) else arr
 

@@ -104,6 +104,9 @@ class SegmentResult:
     device: str
 
 
+READOUT_ROWS = 256  # rows of a chunk's core upsampled and read out at a time
+
+
 def auto_tile(device) -> int:
     """The default chunk side for ``device``: on a CPU, windows of ~1k px run ~1.4x
     faster per pixel than 2k ones (cache); a GPU wants big batches of big windows."""
@@ -119,17 +122,17 @@ def model_fingerprint(model) -> str:
     return h.hexdigest()[:32]
 
 
-def _as_levels(image):
-    """-> (levels, pixel_size, source description)."""
+def _as_levels(image, level: int = 0):
+    """-> (levels, window reader of ``level``, pixel size, source description)."""
     from napari_dfa.io.images import ImagePyramid, open_image
 
     if isinstance(image, (str, Path)):
         image = open_image(image)
     if isinstance(image, ImagePyramid):
-        return image.levels, image.pixel_size, image.path
-    if isinstance(image, (list, tuple)):
-        return list(image), None, "array"
-    return [image], None, "array"
+        reader = image.reader(level) if 0 <= level < len(image.levels) else None
+        return image.levels, reader, image.pixel_size, image.path
+    levels = list(image) if isinstance(image, (list, tuple)) else [image]
+    return levels, levels[level] if 0 <= level < len(levels) else None, None, "array"
 
 
 def _scale_for(arr, levels=None) -> float:
@@ -177,9 +180,11 @@ class _Predictor:
         import torch
 
         from napari_dfa.model.argmax import class_argmax
+        from napari_dfa.model.segmenter import upsample_region
 
         self.torch = torch
         self.class_argmax = class_argmax
+        self.upsample_region = upsample_region
         self.model = model.to(device).eval()
         self.device = device
         self.cfg = cfg
@@ -188,10 +193,13 @@ class _Predictor:
         self.lut[: model.num_classes] = model.config.label_values
 
     def logits(self, x):
+        """Stride-4 logits of the batch and a function giving input-resolution logits of
+        one window's region (the model's own upsampling, or the blended sub-tiles)."""
         cfg = self.cfg
         h, w = x.shape[-2:]
         if not cfg.max_window or max(h, w) <= cfg.max_window:
-            return self.model.predict_logits(x).float()
+            coarse = self.model.predict_coarse(x).float()
+            return lambda i, region: self.upsample_region(coarse[i : i + 1], region)[0]
         torch = self.torch
         acc = torch.zeros(x.shape[0], self.model.num_classes, h, w, device=x.device)
         wsum = torch.zeros(1, 1, h, w, device=x.device)
@@ -199,7 +207,8 @@ class _Predictor:
             wt = torch.from_numpy(blend_weights((y1 - y0, x1 - x0), cfg.blend)).to(x.device)
             acc[..., y0:y1, x0:x1] += self.model.predict_logits(x[..., y0:y1, x0:x1]).float() * wt
             wsum[..., y0:y1, x0:x1] += wt
-        return acc / wsum
+        full = acc / wsum
+        return lambda i, region: full[i, :, region[0] : region[1], region[2] : region[3]]
 
     def __call__(self, chunks, windows):
         torch = self.torch
@@ -209,20 +218,32 @@ class _Predictor:
         x = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
         out = []
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            logits = self.logits(x)
+            region_logits = self.logits(x)
+            del x
             for i, c in enumerate(chunks):
-                lg = logits[i][(slice(None), *c.core)]
-                labels = np.take(self.lut, self.class_argmax(lg).cpu().numpy())
-                probs = None
-                if self.cfg.probabilities:
-                    p = lg.softmax(0)
-                    if self.cfg.probabilities == "uint8":
-                        p = (p * 255.0).round().to(torch.uint8)
-                    else:
-                        p = p.to(torch.float16)
-                    probs = p.cpu().numpy()
-                out.append((labels, probs))
+                out.append(self._readout(region_logits, i, c))
         return out
+
+    def _readout(self, region_logits, i: int, c) -> tuple[np.ndarray, np.ndarray | None]:
+        """Labels (and probabilities) of chunk ``c``'s core, in strips of rows: only the
+        core is upsampled (not the halo), and never all of it at once."""
+        torch = self.torch
+        cy, cx = c.core
+        h, w = cy.stop - cy.start, cx.stop - cx.start
+        labels = np.empty((h, w), np.uint8)
+        kind = self.cfg.probabilities
+        probs = (
+            None if not kind else np.empty((self.model.num_classes, h, w), np.uint8 if kind == "uint8" else np.float16)
+        )
+        for s in range(0, h, READOUT_ROWS):
+            e = min(s + READOUT_ROWS, h)
+            lg = region_logits(i, (cy.start + s, cy.start + e, cx.start, cx.stop))
+            labels[s:e] = np.take(self.lut, self.class_argmax(lg).cpu().numpy())
+            if kind:
+                p = lg.softmax(0)
+                p = (p * 255.0).round().to(torch.uint8) if kind == "uint8" else p.to(torch.float16)
+                probs[:, s:e] = p.cpu().numpy()
+        return labels, probs
 
 
 def segment(
@@ -245,7 +266,7 @@ def segment(
     from napari_dfa.device import describe_device, resolve_device
 
     cfg = config or EngineConfig()
-    levels, pixel_size, source = _as_levels(image)
+    levels, reader, pixel_size, source = _as_levels(image, level)
     if not 0 <= level < len(levels):
         raise InputError(f"pyramid level {level} does not exist; this image has levels 0..{len(levels) - 1}")
     arr = check_image(levels[level], "image")
@@ -275,7 +296,9 @@ def segment(
         "blend": [cfg.blend, cfg.overlap] if cfg.max_window else None,
         "bf16": bool(cfg.amp and device.type == "cuda"),
     }
-    store = SegmentationStore(out, (h, w), cfg.tile, model.num_classes, run, cfg.probabilities, cfg.overwrite)
+    store = SegmentationStore(
+        out, (h, w), cfg.tile, model.num_classes, run, cfg.probabilities, cfg.overwrite, cfg.pyramid
+    )
     meta = {
         "class_names": model.config.class_names,
         "class_colors": model.config.class_colors,
@@ -297,7 +320,7 @@ def segment(
     writers = ThreadPoolExecutor(max(1, cfg.write_workers), thread_name_prefix="dfa-write")
 
     def read(c):
-        win = _read_window(arr, c, scale)
+        win = _read_window(reader, c, scale)
         if tissue is None:
             return c, win, c.pixels
         kept = tissue.crop(c, win, cfg.halo)

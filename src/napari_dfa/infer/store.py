@@ -42,6 +42,21 @@ def chunk_side(tile: int) -> int:
     return tile
 
 
+INLINE_MIN = 256  # a chunk's block of an inline pyramid level is at least this wide
+
+
+def inline_levels(shape: tuple[int, int], tile: int) -> int:
+    """Pyramid levels written with each chunk (so the pyramid is not a long serial step
+    at the end): as long as a chunk's block at that level is >= :data:`INLINE_MIN` px,
+    its origin stays on the 32-px grid of restricted chunks, and the pyramid needs it."""
+    from napari_dfa.io.pyramid import levels_below
+
+    n = 0
+    while n < 5 and (tile >> (n + 1)) >= INLINE_MIN and (tile >> (n + 1)) << (n + 1) == tile:
+        n += 1
+    return min(n, levels_below(shape))
+
+
 def _is_our_store(path: Path) -> bool:
     meta = path / "zarr.json"
     if not meta.is_file():
@@ -63,6 +78,7 @@ class SegmentationStore:
         run: dict[str, Any],
         probabilities: str | None = None,
         overwrite: bool = False,
+        pyramid: bool = True,
     ) -> None:
         import zarr
 
@@ -74,6 +90,8 @@ class SegmentationStore:
         self.tile = tile
         self.k = num_classes
         self.probabilities = probabilities
+        self.inline = inline_levels(self.shape, tile) if pyramid else 0
+        run = {**run, "inline_levels": self.inline}
         self.run = run
         self.resumed = 0
         if self.path.exists():
@@ -118,24 +136,26 @@ class SegmentationStore:
         root = zarr.open_group(str(self.partial), mode="w", zarr_format=3)
         root.attrs["napari_dfa"] = {"format": FORMAT, "version": 1, "complete": False, "run": _jsonable(self.run)}
         comp = zarr.codecs.ZstdCodec(level=3)
-        c = chunk_side(self.tile)
-        root.create_array("labels/0", shape=self.shape, chunks=(c, c), dtype="uint8", fill_value=0, compressors=comp)
-        if self.probabilities:
-            root.create_array(
-                "probabilities/0",
-                shape=(self.k, *self.shape),
-                chunks=(self.k, c, c),
-                dtype=self.probabilities,
-                fill_value=0,
-                compressors=comp,
-            )
+        for lv in range(self.inline + 1):
+            shape = tuple(-(-n // 2**lv) for n in self.shape)
+            c = chunk_side(self.tile >> lv)  # a divisor of the chunk's block: no shared zarr chunks
+            root.create_array(f"labels/{lv}", shape=shape, chunks=(c, c), dtype="uint8", fill_value=0, compressors=comp)
+            if self.probabilities:
+                root.create_array(
+                    f"probabilities/{lv}",
+                    shape=(self.k, *shape),
+                    chunks=(self.k, c, c),
+                    dtype=self.probabilities,
+                    fill_value=0,
+                    compressors=comp,
+                )
 
     def is_done(self, index: tuple[int, int]) -> bool:
         return tuple(index) in self._done
 
     def writer(self) -> ChunkWriter:
         """A small picklable object that writes chunks (for threads and cluster workers)."""
-        return ChunkWriter(str(self.partial), bool(self.probabilities))
+        return ChunkWriter(str(self.partial), bool(self.probabilities), self.inline)
 
     def write(self, chunk, labels: np.ndarray, probs: np.ndarray | None = None) -> None:
         """Write one finished chunk, then its marker (so a crash never marks half a chunk)."""
@@ -156,10 +176,10 @@ class SegmentationStore:
         """Build pyramids, mark complete, rename ``OUT.partial`` -> ``OUT``."""
         from napari_dfa.io.pyramid import build_pyramid, multiscales_attrs
 
-        n = build_pyramid(self.group, "labels", "labels") if pyramid else 1
+        n = build_pyramid(self.group, "labels", "labels", start=self.inline) if pyramid else self.inline + 1
         self.group["labels"].attrs.update(multiscales_attrs("labels", n, pixel_size))
         if self.probabilities:
-            npr = build_pyramid(self.group, "probabilities", "mean") if pyramid else 1
+            npr = build_pyramid(self.group, "probabilities", "mean", start=self.inline) if pyramid else n
             self.group["probabilities"].attrs.update(multiscales_attrs("probabilities", npr, pixel_size, True))
         attrs = dict(self.group.attrs["napari_dfa"])
         attrs.update(_jsonable(meta))
@@ -179,13 +199,14 @@ class SegmentationStore:
 class ChunkWriter:
     """Writes chunk data then the chunk's marker into an unfinished store."""
 
-    def __init__(self, partial: str, probabilities: bool) -> None:
+    def __init__(self, partial: str, probabilities: bool, inline: int = 0) -> None:
         self.partial = partial
         self.probabilities = probabilities
+        self.inline = inline
         self._group = None
 
     def __getstate__(self) -> dict:
-        return {"partial": self.partial, "probabilities": self.probabilities, "_group": None}
+        return {**self.__dict__, "_group": None}
 
     @property
     def group(self):
@@ -196,9 +217,18 @@ class ChunkWriter:
         return self._group
 
     def write(self, chunk, labels: np.ndarray, probs: np.ndarray | None = None) -> None:
-        self.group["labels/0"][chunk.y0 : chunk.y1, chunk.x0 : chunk.x1] = labels
-        if probs is not None and self.probabilities:
-            self.group["probabilities/0"][:, chunk.y0 : chunk.y1, chunk.x0 : chunk.x1] = probs
+        """The chunk at level 0 and its blocks of the inline pyramid levels, then its marker."""
+        from napari_dfa.io.pyramid import downsample2
+
+        probs = probs if self.probabilities else None
+        for lv in range(self.inline + 1):
+            if lv:
+                labels = downsample2(labels, "labels")
+                probs = None if probs is None else downsample2(probs, "mean")
+            y, x = chunk.y0 >> lv, chunk.x0 >> lv  # origins are multiples of 2**lv
+            self.group[f"labels/{lv}"][y : y + labels.shape[0], x : x + labels.shape[1]] = labels
+            if probs is not None:
+                self.group[f"probabilities/{lv}"][:, y : y + probs.shape[1], x : x + probs.shape[2]] = probs
         self.mark_done(chunk.index)
 
     def mark_done(self, index: tuple[int, int]) -> None:

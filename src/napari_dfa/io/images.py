@@ -30,6 +30,15 @@ class ImagePyramid:
     pixel_size: float | None = None  # µm per pixel at level 0
     path: str | None = None
     _keep: list = field(default_factory=list, repr=False)  # open file handles
+    # per level, the zarr array behind a dask level that is a plain view of it (else None):
+    # the engine reads windows from it directly, which skips dask's per-chunk tasks
+    sources: list = field(default_factory=list, repr=False)
+
+    def reader(self, i: int):
+        """Level ``i`` for reading windows: its zarr array where the dask level is a
+        plain view of one (several times faster per window), else the dask array."""
+        src = self.sources[i] if i < len(self.sources) else None
+        return self.level(i) if src is None else src
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -65,7 +74,8 @@ def open_image(path: str | Path) -> ImagePyramid:
         arr = read_image(path)
         if arr.ndim == 2:
             arr = arr[..., None]
-        return ImagePyramid([da.from_array(arr, chunks=(1024, 1024, arr.shape[-1]))], None, str(path))
+        level = da.from_array(arr, chunks=(1024, 1024, arr.shape[-1]))
+        return ImagePyramid([level], None, str(path), sources=[arr])
     raise InputError(f"cannot open {path.name}: unsupported format; use TIFF/OME-TIFF/SVS, zarr/OME-Zarr, PNG or JPEG")
 
 
@@ -79,12 +89,13 @@ def _open_tiff(path: Path) -> ImagePyramid:
     except Exception as exc:  # noqa: BLE001 - any parser failure is a bad file
         raise InputError(f"cannot read {path.name} as TIFF ({exc}); is the file complete?") from exc
     series = tf.series[0]
-    levels = []
+    levels, sources = [], []
     for i in range(len(series.levels)):
         z = zarr.open(series.aszarr(level=i), mode="r")
         arr = da.from_zarr(z)
         levels.append(_channels_last(arr, series.levels[i].axes, path))
-    return ImagePyramid(levels, _tiff_pixel_size(tf), str(path), [tf])
+        sources.append(z if levels[-1] is arr else None)
+    return ImagePyramid(levels, _tiff_pixel_size(tf), str(path), [tf], sources)
 
 
 def _channels_last(arr, axes: str, path: Path):
@@ -143,16 +154,18 @@ def _open_zarr(path: Path) -> ImagePyramid:
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"cannot open {path} as a zarr store ({exc})") from exc
     if isinstance(node, zarr.Array):
-        return ImagePyramid([_zarr_level(da.from_zarr(node), None)], None, str(path))
+        return _single_level(node, str(path))
     attrs = dict(node.attrs)
     ms = (attrs.get("ome") or {}).get("multiscales") or attrs.get("multiscales")
     if ms:
         ms0 = ms[0]
         axes = [a["name"] if isinstance(a, dict) else a for a in ms0.get("axes", [])]
-        levels, scales = [], []
+        levels, scales, sources = [], [], []
         for ds in ms0["datasets"]:
-            arr = da.from_zarr(node[ds["path"]])
+            z = node[ds["path"]]
+            arr = da.from_zarr(z)
             levels.append(_zarr_level(arr, axes))
+            sources.append(z if levels[-1] is arr else None)
             for t in ds.get("coordinateTransformations", []):
                 if t.get("type") == "scale":
                     scales.append(t["scale"])
@@ -163,11 +176,19 @@ def _open_zarr(path: Path) -> ImagePyramid:
             )
             if unit in (None, "micrometer"):
                 pixel = float(scales[0][axes.index("x")])
-        return ImagePyramid(levels, pixel, str(path))
+        return ImagePyramid(levels, pixel, str(path), sources=sources)
     arrays = sorted((k for k, v in node.arrays()), key=lambda k: (len(k), k))
     if not arrays:
         raise InputError(f"{path} is a zarr group without arrays or multiscales metadata")
-    return ImagePyramid([_zarr_level(da.from_zarr(node[arrays[0]]), None)], None, str(path))
+    return _single_level(node[arrays[0]], str(path))
+
+
+def _single_level(z, path: str) -> ImagePyramid:
+    import dask.array as da
+
+    arr = da.from_zarr(z)
+    level = _zarr_level(arr, None)
+    return ImagePyramid([level], None, path, sources=[z if level is arr else None])
 
 
 def _zarr_level(arr, axes):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["build_pyramid", "mean_downsample2", "mode_downsample2", "multiscales_attrs"]
+__all__ = ["build_pyramid", "downsample2", "levels_below", "mean_downsample2", "mode_downsample2", "multiscales_attrs"]
 
 
 def _pad_even(a: np.ndarray, axes: tuple[int, int]) -> np.ndarray:
@@ -50,14 +50,29 @@ def mean_downsample2(block: np.ndarray) -> np.ndarray:
     return m.astype(block.dtype)
 
 
-def build_pyramid(group, name: str, kind: str = "labels", min_side: int = 512, chunk: int = 512) -> int:
-    """Add levels ``name/1, name/2, ...`` below ``name/0`` until the image fits
-    ``min_side``. Returns the number of levels (including level 0)."""
+def levels_below(shape: tuple[int, int], min_side: int = 512) -> int:
+    """How many 2x levels :func:`build_pyramid` adds below an image of ``shape``."""
+    n, side = 0, max(shape)
+    while side > min_side:
+        side = (side + 1) // 2
+        n += 1
+    return n
+
+
+def downsample2(block: np.ndarray, kind: str = "labels") -> np.ndarray:
+    """One pyramid step: the mode for labels, the mean for anything else."""
+    return mode_downsample2(block) if kind == "labels" else mean_downsample2(block)
+
+
+def build_pyramid(group, name: str, kind: str = "labels", min_side: int = 512, chunk: int = 512, start: int = 0) -> int:
+    """Add levels ``name/start+1, ...`` below ``name/start`` (levels up to ``start``
+    already exist) until the image fits ``min_side``. Returns the number of levels
+    (including level 0)."""
     import dask.array as da
     import zarr
 
     fn = mode_downsample2 if kind == "labels" else mean_downsample2
-    level = 0
+    level = start
     while True:
         src = group[f"{name}/{level}"]
         h, w = src.shape[-2:]

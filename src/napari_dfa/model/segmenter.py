@@ -14,7 +14,7 @@ from napari_dfa.model.decoder import DFADecoder
 from napari_dfa.model.focal_bias import FocalBias
 from napari_dfa.model.pixel_decoder import FPNPixelDecoder
 
-__all__ = ["DIVISOR", "DFASegmenter", "SegmenterOutput"]
+__all__ = ["DIVISOR", "DFASegmenter", "SegmenterOutput", "upsample_region"]
 
 DIVISOR = 32  # input sides must be multiples of this (the coarsest stride)
 
@@ -98,10 +98,31 @@ class DFASegmenter(nn.Module):
     def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Final-layer logits ``(B, K, H, W)`` at input resolution, for any ``H, W``."""
         h, w = x.shape[-2:]
-        padded = pad_to_multiple(x, DIVISOR)
-        logits = self.forward(padded).logits.contiguous()  # NCHW: the fast upsampling kernel
-        logits = F.interpolate(logits, size=padded.shape[-2:], mode="bilinear", align_corners=False)
-        return logits[..., :h, :w]
+        return upsample_region(self.predict_coarse(x), (0, h, 0, w))
+
+    def predict_coarse(self, x: torch.Tensor) -> torch.Tensor:
+        """Final-layer logits at stride 4 of ``x`` padded to a multiple of 32; turn any
+        region of them into input-resolution logits with :func:`upsample_region`."""
+        return self.forward(pad_to_multiple(x, DIVISOR)).logits.contiguous()  # NCHW: fast upsampling
+
+
+STRIDE = 4  # the logits' stride
+
+
+def upsample_region(coarse: torch.Tensor, region: tuple[int, int, int, int]) -> torch.Tensor:
+    """Rows ``y0:y1`` and columns ``x0:x1`` of the bilinear upsampling (x4, ``align_corners
+    =False``) of stride-4 logits ``coarse``, computed from a crop of ``coarse`` with one
+    cell of margin: the same values as upsampling everything and cropping, for a fraction
+    of the work and memory (the engine keeps only each window's core)."""
+    y0, y1, x0, x1 = region
+    h4, w4 = coarse.shape[-2:]
+    if not (0 <= y0 < y1 <= h4 * STRIDE and 0 <= x0 < x1 <= w4 * STRIDE):
+        raise ValueError(f"region {region} is outside the upsampled logits {(h4 * STRIDE, w4 * STRIDE)}")
+    a, b = max(y0 // STRIDE - 1, 0), min(-(-y1 // STRIDE) + 1, h4)
+    c, d = max(x0 // STRIDE - 1, 0), min(-(-x1 // STRIDE) + 1, w4)
+    crop = coarse[..., a:b, c:d]
+    up = F.interpolate(crop, size=((b - a) * STRIDE, (d - c) * STRIDE), mode="bilinear", align_corners=False)
+    return up[..., y0 - a * STRIDE : y1 - a * STRIDE, x0 - c * STRIDE : x1 - c * STRIDE]
 
 
 def pad_to_multiple(x: torch.Tensor, m: int) -> torch.Tensor:
