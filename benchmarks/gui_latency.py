@@ -58,7 +58,7 @@ class Probe:
         self.timer.timeout.connect(self._tick)
         self.ticks: list[float] = []
         self.stall_ms = stall_ms
-        self.stacks: dict[str, int] = {}
+        self.samples: list[tuple[float, str]] = []  # (time, GUI-thread stack) during stalls
         self._main = threading.get_ident()
         self._running = threading.Event()
         threading.Thread(target=self._watch, name="stall-sampler", daemon=True).start()
@@ -82,11 +82,11 @@ class Probe:
                 continue
             tail = traceback.extract_stack(frame)[-4:]
             key = " <- ".join(f"{os.path.basename(f.filename)}:{f.lineno} {f.name}" for f in reversed(tail))
-            self.stacks[key] = self.stacks.get(key, 0) + 1
+            self.samples.append((time.perf_counter(), key))
 
     def start(self) -> None:
         self.ticks = [time.perf_counter()]
-        self.stacks = {}
+        self.samples = []
         self.timer.start()
         self._running.set()
 
@@ -94,14 +94,23 @@ class Probe:
         self.timer.stop()
         self._running.clear()
         res = self._stats(np.asarray(self.ticks))
-        top = sorted(self.stacks.items(), key=lambda kv: -kv[1])[:5]
-        res["stall_samples"] = {k: 10 * v for k, v in top}  # ms spent there during stalls
+        res["stall_samples"] = self._top(self.samples)
         return res
+
+    @staticmethod
+    def _top(samples) -> dict:
+        """ms spent in each GUI-thread stack during stalls (10 ms samples), top 5."""
+        counts: dict[str, int] = {}
+        for _, key in samples:
+            counts[key] = counts.get(key, 0) + 1
+        return {k: 10 * v for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:5]}
 
     def window(self, t0: float, t1: float) -> dict:
         """Stats of the gaps that ended between ``t0`` and ``t1`` (e.g. first to last step)."""
         ticks = np.asarray(self.ticks)
-        return self._stats(ticks[(ticks >= t0) & (ticks <= t1)])
+        res = self._stats(ticks[(ticks >= t0) & (ticks <= t1)])
+        res["stall_samples"] = self._top([s for s in self.samples if t0 <= s[0] <= t1])
+        return res
 
     @staticmethod
     def _stats(ticks: np.ndarray) -> dict:
@@ -307,7 +316,14 @@ def main() -> None:
     }
     out["machine"]["load_avg_1min_at_end"] = os.getloadavg()[0]
     stalls = [out[k]["worst_stall_ms"] for k in ("finetune_activity_off", "segment_activity_off")]
+    running = [
+        out["finetune_activity_off"]["while_training"]["worst_stall_ms"],
+        out["segment_activity_off"]["while_segmenting"]["worst_stall_ms"],
+    ]
     out["targets_met"] = {
+        # from the first step / tile to the last (the job running)
+        "worst_stall_under_100ms_while_running": max(running) < 100,
+        # from the Start click to the result shown (napari adding the result layer included)
         "worst_stall_under_100ms": max(stalls) < 100,
         "worker_speed_at_least_0.9x": out["finetune_speed_ratio"]["activity_off_vs_outside"] >= 0.9,
         "cancel_under_1s": max(out["finetune_cancel_s"], out["segment_cancel_s"]) < 1.0,

@@ -50,9 +50,12 @@ def _libc():
         return None
 
 
-def release_memory() -> None:
-    """Collect garbage, then return free heap pages to the OS (glibc only)."""
-    gc.collect()
+def release_memory(generations: int = 2) -> None:
+    """Collect garbage (up to ``generations``), then return free heap pages to the OS
+    (glibc only). In a napari process a full collection walks millions of objects
+    holding the GIL (~0.4 s, a frozen viewer); jobs run from the widgets collect the
+    young generations only, where a finished job's garbage is."""
+    gc.collect(generations)
     lib = _libc()
     if lib is not None:
         lib.malloc_trim(0)

@@ -195,7 +195,7 @@ def train_job(
     finally:
         gen.close()
         del gen
-        release_memory()
+        release_memory(generations=1)  # a full collection would freeze the viewer
     summary = dict(result.summary)
     summary["regions"] = [[r.y0, r.x0, r.y1, r.x1] for r in regions]
     summary["loss"] = loss
@@ -242,7 +242,7 @@ def segment_job(
     finally:
         if not done and tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
-        release_memory()
+        release_memory(generations=1)  # a full collection would freeze the viewer
 
 
 def attention_job(

@@ -9,6 +9,8 @@ import numpy as np
 
 __all__ = ["BiasChart", "TrainingPlot"]
 
+LOSS_RANGE = (0.02, 20.0)  # y limits of the loss curve (log scale) unless a loss leaves them
+
 
 def _canvas(width: float, height: float, rows: int = 1, layout: str | None = "constrained"):
     from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
@@ -42,6 +44,8 @@ class TrainingPlot:
         self.losses: list[float] = []
         self._bars: list = []
         self._init_bars: list = []
+        self._classes: tuple = ()
+        self._bias_init = np.zeros(0)
         self.canvas.mpl_connect("draw_event", self._on_full_draw)
         self.canvas.mpl_connect("resize_event", lambda _e: self.figure.tight_layout())
         self.reset([], [], [])
@@ -52,25 +56,39 @@ class TrainingPlot:
         colors: Sequence[str],
         bias_init: Sequence[float] | None = None,
         steps: int = 10,
+        bias_range: float = 2.5,
     ) -> None:
         """Empty curves for a new run of about ``steps`` steps; bars start at ``bias_init``
-        (or 0 until :meth:`set_bias_init`)."""
+        (or 0 until :meth:`set_bias_init`) on a ``±bias_range`` axis (give the largest
+        bias expected in the run: each change of limits is a full redraw)."""
         self.steps, self.losses = [], []
+        init = np.zeros(len(names)) if bias_init is None else np.asarray(bias_init, float)
+        key = (tuple(names), tuple(colors))
+        if key == self._classes and self._bars:  # same classes: keep the artists and the layout
+            self._bias_init = init
+            for bar, b in zip(self._init_bars + self._bars, [*init, *init], strict=True):
+                bar.set_height(b)
+            self._line.set_data([], [])
+            self._smooth.set_data([], [])
+            self._set_limits(steps, bias_range)
+            self._background = None
+            self.canvas.draw_idle()
+            return
+        self._classes = key
         ax = self.ax_loss
         ax.clear()
         (self._line,) = ax.plot([], [], color="#3f51b5", lw=1.0, alpha=0.45, animated=True)
         (self._smooth,) = ax.plot([], [], color="#3f51b5", lw=2.0, animated=True)
-        # limits that usually hold for the whole run (a CE + Dice loss starts below ~3, a
-        # frequency-prior bias within ±2.5): each change of limits is a full redraw
-        ax.set_xlim(0, max(int(steps), 2))
-        ax.set_ylim(0, 3)
+        # limits that hold for the whole run: each change of limits is a full redraw (a
+        # loss spike to 3.5 at step 2 cost one on a linear axis); losses of the presets
+        # live in LOSS_RANGE on a log axis
+        ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.set_ylabel("loss")
         ax.set_title("training loss (thin) and its mean over 10 steps", fontsize=9)
         ax = self.ax_bias
         ax.clear()
         x = np.arange(len(names))
-        init = np.zeros(len(names)) if bias_init is None else np.asarray(bias_init, float)
         self._bias_init = init
         self._init_bars = list(ax.bar(x - 0.2, init, 0.4, color="#9e9e9e"))
         self._bars = list(ax.bar(x + 0.2, init, 0.4, color=list(colors) or None, edgecolor="black", lw=0.5))
@@ -80,12 +98,19 @@ class TrainingPlot:
         ax.set_xticks(x, list(names), rotation=20, ha="right", fontsize=8)
         ax.set_ylabel("bias b_c")
         ax.set_title("DFA bias per class: prior (grey) vs learned (colour)", fontsize=9)
-        ax.set_ylim(-2.5, 2.5)
-        if len(init):
-            self._fit_bias_limits(init)
-        self.figure.tight_layout()  # once: a layout engine on every redraw costs ~3x the drawing
+        self._set_limits(steps, bias_range)
+        # once per set of classes: the layout engine costs more than drawing the figure
+        self.figure.tight_layout()
         self._background = None
         self.canvas.draw_idle()
+
+    def _set_limits(self, steps: int, bias_range: float) -> None:
+        self.ax_loss.set_xlim(0, max(int(steps), 2))
+        self.ax_loss.set_ylim(*LOSS_RANGE)
+        r = max(bias_range, 1e-3)
+        self.ax_bias.set_ylim(-r, r)
+        if len(self._bias_init):
+            self._fit_bias_limits(self._bias_init)
 
     def set_bias_init(self, bias_init: Sequence[float]) -> None:
         """The bias at initialisation (grey bars), known once training started."""
@@ -134,10 +159,12 @@ class TrainingPlot:
             if self.steps[-1] > self.ax_loss.get_xlim()[1]:
                 self.ax_loss.set_xlim(0, max(10, 2 * self.steps[-1]))
                 changed = True
-            top = float(np.nanmax(y)) if np.isfinite(y).any() else 1.0
-            if top > self.ax_loss.get_ylim()[1]:
-                self.ax_loss.set_ylim(0, 1.5 * top + 1e-6)  # headroom: few full redraws
-                changed = True
+            finite = y[np.isfinite(y) & (y > 0)]
+            if finite.size:
+                lo, hi = self.ax_loss.get_ylim()
+                if finite.min() < lo or finite.max() > hi:  # beyond the usual range: a decade of headroom
+                    self.ax_loss.set_ylim(min(lo, finite.min() / 10), max(hi, finite.max() * 10))
+                    changed = True
         if self._bars:
             changed |= self._fit_bias_limits(np.array([bar.get_height() for bar in self._bars]))
         return changed
@@ -153,7 +180,10 @@ class TrainingPlot:
         self.canvas.restore_region(self._background)
         for artist in self._animated():
             artist.axes.draw_artist(artist)
-        self.canvas.blit(self.figure.bbox)
+        # the Agg buffer now holds the new frame; update() (not blit(), whose repaint() is
+        # synchronous) lets Qt paint it together with the dock's other changes: the whole
+        # window is composed once per refresh instead of twice
+        self.canvas.update()
 
 
 class BiasChart:

@@ -222,7 +222,8 @@ class FineTuneWidget(Container):
         from napari.utils import progress
 
         self._pbar = None if not self.activity.value else progress(total=cfg.steps, desc="napari-dfa fine-tune")
-        self.plot.reset(names, colors, steps=cfg.steps if not cfg.max_seconds else min(cfg.steps, 50))
+        steps = cfg.steps if not cfg.max_seconds else min(cfg.steps, 50)
+        self.plot.reset(names, colors, steps=steps, bias_range=self._bias_range(ann))
         self._refresh = Throttle(REFRESH_S)
         self._cancelled = False
         self._set_running(True)
@@ -235,6 +236,23 @@ class FineTuneWidget(Container):
             on_done=self._on_done,
         )
         return self._worker
+
+    def _bias_range(self, ann: Any) -> float:
+        """The largest |bias| expected in the run, with headroom, for the plot's axis: the
+        bias starts from the annotations' prior (new placement / init / classes) or the
+        current model's bias (kept), and drifts from there."""
+        from napari_dfa.data.regions import class_counts
+        from napari_dfa.model import frequency_prior
+        from napari_dfa.model.focal_bias import initial_bias
+
+        expected = [2.0]
+        prior = frequency_prior(class_counts(ann.labels, ann.num_classes)) if ann.num_classes else []
+        if prior:
+            expected.append(float(initial_bias(prior, self.bias_init.value).abs().max()))
+        model = self.state.model
+        if model is not None and len(model.focal_bias.bias):
+            expected.append(float(model.focal_bias.bias.detach().abs().max()))
+        return 1.25 * max(expected)
 
     def cancel(self) -> None:
         """Stop training at the next step; the current model stays as it was."""
