@@ -33,6 +33,9 @@ def test_pyramidal_ome_tiff(tmp_path, rgb):
     assert pyr.pixel_size == pytest.approx(0.5)
     assert np.array_equal(np.asarray(pyr.levels[1][10:20, 30:40]), rgb[::2, ::2][10:20, 30:40])
     assert hasattr(pyr.levels[0], "dask")  # lazy
+    # windows are read from the zarr view of the TIFF directly (channels last already)
+    assert isinstance(pyr.reader(1), zarr.Array)
+    assert np.array_equal(pyr.reader(1)[10:20, 30:40, :3], rgb[::2, ::2][10:20, 30:40])
 
 
 def test_svs_style_mpp(tmp_path, rgb):
@@ -54,6 +57,18 @@ def test_ome_zarr_multiscales(tmp_path, rgb):
     assert [lv.shape for lv in pyr.levels] == [(600, 520, 3), (300, 260, 3), (150, 130, 3)]
     assert pyr.pixel_size == pytest.approx(0.25)
     assert np.array_equal(np.asarray(pyr.levels[2]), rgb[::4, ::4])
+    # (c, y, x) on disk: no plain zarr view of (y, x, c), windows are read through dask
+    assert pyr.reader(0) is pyr.levels[0]
+    with pytest.raises(InputError, match="level 3 does not exist"):
+        pyr.reader(3)
+
+
+def test_channels_last_zarr_is_read_directly(tmp_path, rgb):
+    path = tmp_path / "plain.zarr"
+    zarr.create_array(str(path), data=rgb, chunks=(128, 128, 3))
+    pyr = open_image(path)
+    assert isinstance(pyr.reader(0), zarr.Array)
+    assert np.array_equal(pyr.reader(0)[100:300, 50:90], np.asarray(pyr.levels[0][100:300, 50:90]))
 
 
 def test_reader_contribution_returns_multiscale_image(tmp_path, rgb):

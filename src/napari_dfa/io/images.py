@@ -37,8 +37,9 @@ class ImagePyramid:
     def reader(self, i: int):
         """Level ``i`` for reading windows: its zarr array where the dask level is a
         plain view of one (several times faster per window), else the dask array."""
+        level = self.level(i)  # checks i
         src = self.sources[i] if i < len(self.sources) else None
-        return self.level(i) if src is None else src
+        return level if src is None else src
 
     @property
     def shape(self) -> tuple[int, ...]:
