@@ -61,6 +61,8 @@ class TrainingPlot:
         """Empty curves for a new run of about ``steps`` steps; bars start at ``bias_init``
         (or 0 until :meth:`set_bias_init`) on a ``±bias_range`` axis (give the largest
         bias expected in the run: each change of limits is a full redraw)."""
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
         self.steps, self.losses = [], []
         init = np.zeros(len(names)) if bias_init is None else np.asarray(bias_init, float)
         key = (tuple(names), tuple(colors))
@@ -83,6 +85,9 @@ class TrainingPlot:
         # loss spike to 3.5 at step 2 cost one on a linear axis); losses of the presets
         # live in LOSS_RANGE on a log axis
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, numticks=4))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))  # 0.1, 1, 10
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("step")
         ax.set_ylabel("loss")
         ax.set_title("training loss (thin) and its mean over 10 steps", fontsize=9)
