@@ -4,6 +4,7 @@ import pickle
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import zarr
 
 from napari_dfa.cli import main
 from napari_dfa.data.scribbles import make_scribbles
@@ -174,3 +175,21 @@ def test_pickle_model_is_refused(tmp_path, capsys, dataset):
     )
     assert "never unpickles" in capsys.readouterr().err
     assert not (tmp_path / "o.png").exists()
+
+
+def test_predict_and_evaluate_use_the_shipped_model_by_default(dataset, tmp_path, capsys):
+    from napari_dfa.sample import load_default_model
+
+    out = tmp_path / "pred.zarr"
+    assert main(["predict", str(dataset / "images" / "img0.png"), "--out", str(out), "--device", "cpu"]) == 0
+    labels = zarr.open_group(str(out), mode="r")["labels/0"][:]
+    shipped = load_default_model()
+    assert labels.shape == iio.imread(dataset / "images" / "img0.png").shape[:2]
+    assert set(np.unique(labels)) <= set(shipped.config.label_values) | {0}
+    attrs = dict(zarr.open_group(str(out), mode="r").attrs)["napari_dfa"]
+    assert attrs["class_names"] == shipped.config.class_names
+    capsys.readouterr()
+    scores = tmp_path / "scores.json"
+    args = ["evaluate", "--images", str(dataset / "images"), "--labels", str(dataset / "masks"), "--json", str(scores)]
+    assert main([*args, "--device", "cpu"]) == 0
+    assert set(json.loads(scores.read_text())["classes"]) == set(shipped.config.class_names)

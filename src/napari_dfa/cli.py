@@ -64,15 +64,24 @@ def _classes_arg(text: str | None) -> list[str] | None:
 def _load_init(init: str | None, device: str):
     if init is None or init.lower() == "none":
         return None
-    if init == "default":
+    model = _load_model_arg(init, "cpu")
+    if init != "default":
+        model.source = str(init)
+    return model
+
+
+MODEL_HELP = "a model folder (saved by train or the Model widget), or 'default': the shipped model (the default)"
+
+
+def _load_model_arg(name: str, device: str):
+    """``--model``: 'default' (the shipped model) or a model folder."""
+    if name == "default":
         from napari_dfa.sample import load_default_model
 
-        return load_default_model(device="cpu")
+        return load_default_model(device=device)
     from napari_dfa.checkpoint import load_model
 
-    model = load_model(init, device="cpu")
-    model.source = str(init)
-    return model
+    return load_model(name, device=device)
 
 
 def _read_pairs(images: str, labels: str, ignore_index, num_classes: int | None):
@@ -143,13 +152,12 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from napari_dfa.checkpoint import load_model
     from napari_dfa.data.labels import parse_ignore_index
     from napari_dfa.device import resolve_device
     from napari_dfa.evaluate import evaluate_pairs
 
     ignore = parse_ignore_index(args.ignore_index)
-    model = load_model(args.model, device=str(resolve_device(args.device)))
+    model = _load_model_arg(args.model, str(resolve_device(args.device)))
     scores = evaluate_pairs(model, args.images, args.labels, ignore)
     print(scores.table())
     if args.json:
@@ -161,7 +169,6 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from napari_dfa.checkpoint import load_model
     from napari_dfa.infer.engine import EngineConfig, segment
     from napari_dfa.infer.export import export_labels
     from napari_dfa.io.images import open_image
@@ -171,7 +178,7 @@ def cmd_predict(args) -> int:
     suffix = out.suffix.lower()
     if suffix not in (".zarr", ".png", ".tif", ".tiff"):
         raise DFAError(f"--out {out}: use a .zarr store (any size), or .tif / .png")
-    model = load_model(args.model, device="cpu")
+    model = _load_model_arg(args.model, "cpu")
     pyramid = open_image(args.input)
     cfg = EngineConfig(
         tile=args.tile,
@@ -275,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="dataset-level Dice/IoU of a model on labelled images")
-    e.add_argument("--model", required=True)
+    e.add_argument("--model", default="default", help=MODEL_HELP)
     e.add_argument("--images", required=True)
     e.add_argument("--labels", required=True)
     e.add_argument("--ignore-index", default="0")
@@ -284,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
 
     r = sub.add_parser("predict", help="segment an image")
-    r.add_argument("--model", required=True)
+    r.add_argument("--model", default="default", help=MODEL_HELP)
     r.add_argument("input", help="image: TIFF/OME-TIFF/SVS, zarr/OME-Zarr, PNG or JPEG")
     r.add_argument("--out", required=True, help="output: .zarr (label pyramid, any size), .tif or .png")
     r.add_argument("--level", type=int, default=0, help="pyramid level to segment (0 = full resolution)")
