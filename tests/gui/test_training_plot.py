@@ -47,3 +47,20 @@ def test_reset_with_the_same_classes_keeps_artists_and_layout(qtbot):
     assert np.array_equal(plot._line.get_xdata(), [])
     plot.reset(["a", "b", "c"], [*colors, "#0000ff"], None, steps=10)  # other classes: rebuilt
     assert len(plot._bars) == 3 and plot._bars[0] is not bars[0]
+
+
+def test_fine_tune_again_with_the_same_settings_needs_no_full_redraw(qtbot):
+    plot, full = _plot(qtbot)
+    names, colors = ["a", "b"], ["#ff0000", "#00ff00"]
+    plot.reset(names, colors, [0.5, -0.5], steps=10)
+    qtbot.wait(50)
+    for step in range(1, 4):
+        plot.add(step, 1.0 / step, [0.6, -0.6])
+    plot.draw()
+    n = len(full)
+    plot.reset(names, colors, [0.6, -0.6], steps=10)  # same classes and limits: blitted
+    qtbot.wait(50)
+    assert len(full) == n and plot.steps == []
+    plot.reset(names, colors, [0.6, -0.6], steps=50)  # a longer run: new x axis, one full redraw
+    qtbot.wait(50)
+    assert len(full) == n + 1 and plot.ax_loss.get_xlim() == (0, 50)

@@ -58,18 +58,23 @@ class ClassTable(QTableWidget):
     def set_classes(
         self, names: Sequence[str], colors: Sequence[str], counts: Sequence[int], prior: Sequence[float]
     ) -> None:
+        rows = [
+            {
+                NAME: self._edits.get((row, NAME), str(name)),
+                COLOR: self._edits.get((row, COLOR), str(color)),
+                PIXELS: f"{int(n):,}",
+                PRIOR: f"{p:.3f}",
+                NEGLOG: f"{-math.log(p):.2f}" if p > 0 else "inf",
+            }
+            for row, (name, color, n, p) in enumerate(zip(names, colors, counts, prior, strict=False))
+        ]
+        if self._shows(rows):  # nothing changed (e.g. a recount after training): no re-layout
+            return
         self._updating = True
         try:
-            self.setRowCount(len(names))
-            self.setVerticalHeaderLabels([str(i) for i in range(1, len(names) + 1)])
-            for row, (name, color, n, p) in enumerate(zip(names, colors, counts, prior, strict=False)):
-                cells = {
-                    NAME: self._edits.get((row, NAME), str(name)),
-                    COLOR: self._edits.get((row, COLOR), str(color)),
-                    PIXELS: f"{int(n):,}",
-                    PRIOR: f"{p:.3f}",
-                    NEGLOG: f"{-math.log(p):.2f}" if p > 0 else "inf",
-                }
+            self.setRowCount(len(rows))
+            self.setVerticalHeaderLabels([str(i) for i in range(1, len(rows) + 1)])
+            for row, cells in enumerate(rows):
                 for col, text in cells.items():
                     item = QTableWidgetItem(text)
                     if col in (PIXELS, PRIOR, NEGLOG):
@@ -83,6 +88,17 @@ class ClassTable(QTableWidget):
         from napari_dfa._widgets._common import fit_table_height
 
         fit_table_height(self)
+
+    def _shows(self, rows: list[dict[int, str]]) -> bool:
+        """Whether the table already shows exactly these cells."""
+        if self.rowCount() != len(rows):
+            return False
+        for r, cells in enumerate(rows):
+            for col, text in cells.items():
+                item = self.item(r, col)
+                if item is None or item.text() != text:
+                    return False
+        return True
 
     def _column(self, col: int) -> list[str]:
         return [self.item(r, col).text().strip() if self.item(r, col) else "" for r in range(self.rowCount())]

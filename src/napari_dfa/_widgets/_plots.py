@@ -72,7 +72,11 @@ class TrainingPlot:
                 bar.set_height(b)
             self._line.set_data([], [])
             self._smooth.set_data([], [])
+            before = self._limits()
             self._set_limits(steps, bias_range)
+            if self._limits() == before and self._background is not None:
+                self._blit()  # same axes as the last run ("fine-tune again"): no full redraw
+                return
             self._background = None
             self.canvas.draw_idle()
             return
@@ -108,6 +112,9 @@ class TrainingPlot:
         self.figure.tight_layout()
         self._background = None
         self.canvas.draw_idle()
+
+    def _limits(self) -> tuple:
+        return self.ax_loss.get_xlim(), self.ax_loss.get_ylim(), self.ax_bias.get_ylim()
 
     def _set_limits(self, steps: int, bias_range: float) -> None:
         self.ax_loss.set_xlim(0, max(int(steps), 2))
@@ -182,6 +189,10 @@ class TrainingPlot:
         if self._update_data() or self._background is None or force:
             self.canvas.draw_idle()  # axes changed: full redraw, then a new background
             return
+        self._blit()
+
+    def _blit(self) -> None:
+        """Redraw only the curves and bars over the saved background of the axes."""
         self.canvas.restore_region(self._background)
         for artist in self._animated():
             artist.axes.draw_artist(artist)
