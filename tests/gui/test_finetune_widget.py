@@ -37,6 +37,8 @@ def test_finetune_updates_model_with_preview_and_continues(sample_viewer, with_m
     ft.table.edit(0, 0, "connective")  # a renamed class: adapted, not continued
     ft.start_button.native.click()
     assert not ft.start_button.enabled and ft.cancel_button.enabled
+    # the preview layer is made with the click (empty), not mid-training
+    assert not sample_viewer.layers["DFA live preview"].data.any()
     wait_idle(qtbot, ft)
     model = with_model.model
     assert model is not start_model and model.config.class_names[0] == "connective"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import numpy as np
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
@@ -208,6 +209,11 @@ class FineTuneWidget(Container):
             "source": self.state.source or "shipped default model",
         }
         self._update_preview_region()
+        if self._preview is not None and self._preview.region is not None:
+            # the (empty) preview layer is made now, with the click, not mid-training:
+            # napari building a new layer stalls the viewer for 0.2-0.3 s
+            region = self._preview.region
+            self._put_preview(np.zeros(region.shape, np.uint8), region)
         job = train_job(
             image_levels(image_layer)[0],
             ann.regions,
@@ -324,6 +330,9 @@ class FineTuneWidget(Container):
         )
 
     def _show_preview(self, ev: Any) -> None:
+        self._put_preview(ev.labels, ev.region)
+
+    def _put_preview(self, labels: Any, region: Any) -> None:
         from napari_dfa.layers import labels_colormap
 
         layer = self._context["image"]
@@ -331,13 +340,13 @@ class FineTuneWidget(Container):
         put_layer(
             self.viewer,
             "preview",
-            ev.labels,
+            labels,
             "labels",
             name="DFA live preview",
             colormap=labels_colormap(self._context["colors"]),
             opacity=0.5,
             scale=scale,
-            translate=translate + scale * ev.region.origin,
+            translate=translate + scale * region.origin,
         )
 
     def _on_result(self, result: Any) -> None:
