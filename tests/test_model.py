@@ -2,6 +2,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from napari_dfa.model import DFASegmenter, ModelConfig, frequency_prior, initial_bias
 from napari_dfa.model.config import BIAS_INITS, BIAS_PLACEMENTS
@@ -166,3 +168,27 @@ def test_adapting_to_another_bias_placement_restarts_the_bias_from_the_prior(tin
     assert moved.config.bias_placement == "key"
     assert torch.allclose(moved.focal_bias.bias, moved.focal_bias.bias_init)  # restarted from the prior
     assert not torch.allclose(moved.focal_bias.bias, model.focal_bias.bias)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    h4=st.integers(1, 12),
+    w4=st.integers(1, 12),
+    data=st.data(),
+)
+def test_upsample_region_equals_upsampling_everything_then_cropping(h4, w4, data):
+    """The engine upsamples only each chunk's core; it must match the model's own output."""
+    import torch.nn.functional as F
+
+    from napari_dfa.model.segmenter import upsample_region
+
+    coarse = torch.randn(2, 3, h4, w4, generator=torch.Generator().manual_seed(h4 * 13 + w4))
+    full = F.interpolate(coarse, size=(4 * h4, 4 * w4), mode="bilinear", align_corners=False)
+    y0 = data.draw(st.integers(0, 4 * h4 - 1))
+    y1 = data.draw(st.integers(y0 + 1, 4 * h4))
+    x0 = data.draw(st.integers(0, 4 * w4 - 1))
+    x1 = data.draw(st.integers(x0 + 1, 4 * w4))
+    part = upsample_region(coarse, (y0, y1, x0, x1))
+    torch.testing.assert_close(part, full[..., y0:y1, x0:x1], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="outside"):
+        upsample_region(coarse, (0, 4 * h4 + 1, 0, 1))
