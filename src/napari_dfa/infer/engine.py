@@ -124,17 +124,17 @@ def model_fingerprint(model) -> str:
     return h.hexdigest()[:32]
 
 
-def _as_levels(image, level: int = 0):
-    """-> (levels, window reader of ``level``, pixel size, source description)."""
+def _as_levels(image):
+    """-> (levels, window reader per level, pixel size, source description)."""
     from napari_dfa.io.images import ImagePyramid, open_image
 
     if isinstance(image, (str, Path)):
         image = open_image(image)
     if isinstance(image, ImagePyramid):
-        reader = image.reader(level) if 0 <= level < len(image.levels) else None
-        return image.levels, reader, image.pixel_size, image.path
+        readers = [image.reader(i) for i in range(len(image.levels))]
+        return image.levels, readers, image.pixel_size, image.path
     levels = list(image) if isinstance(image, (list, tuple)) else [image]
-    return levels, levels[level] if 0 <= level < len(levels) else None, None, "array"
+    return levels, levels, None, "array"
 
 
 def _scale_for(arr, levels=None) -> float:
@@ -268,10 +268,11 @@ def segment(
     from napari_dfa.device import describe_device, resolve_device
 
     cfg = config or EngineConfig()
-    levels, reader, pixel_size, source = _as_levels(image, level)
+    levels, readers, pixel_size, source = _as_levels(image)
     if not 0 <= level < len(levels):
         raise InputError(f"pyramid level {level} does not exist; this image has levels 0..{len(levels) - 1}")
     arr = check_image(levels[level], "image")
+    reader = readers[level]  # the zarr array behind the level where there is one
     scale = _scale_for(arr, levels[level + 1 :])
     h, w = int(arr.shape[0]), int(arr.shape[1])
     if pixel_size and level:

@@ -51,8 +51,8 @@ def inline_levels(shape: tuple[int, int], tile: int) -> int:
     its origin stays on the 32-px grid of restricted chunks, and the pyramid needs it."""
     from napari_dfa.io.pyramid import levels_below
 
-    n = 0
-    while n < 5 and (tile >> (n + 1)) >= INLINE_MIN and (tile >> (n + 1)) << (n + 1) == tile:
+    n = 0  # tile is a multiple of 32: halving it up to 5 times stays exact
+    while n < 5 and tile >> (n + 1) >= INLINE_MIN:
         n += 1
     return min(n, levels_below(shape))
 

@@ -71,7 +71,6 @@ def build_pyramid(group, name: str, kind: str = "labels", min_side: int = 512, c
     import dask.array as da
     import zarr
 
-    fn = mode_downsample2 if kind == "labels" else mean_downsample2
     level = start
     while True:
         src = group[f"{name}/{level}"]
@@ -86,7 +85,7 @@ def build_pyramid(group, name: str, kind: str = "labels", min_side: int = 512, c
             tuple((c + 1) // 2 for c in arr.chunks[-2]),
             tuple((c + 1) // 2 for c in arr.chunks[-1]),
         )
-        down = arr.map_blocks(fn, chunks=out_chunks, dtype=arr.dtype)
+        down = arr.map_blocks(downsample2, kind, chunks=out_chunks, dtype=arr.dtype)
         target = zarr.create_array(
             store=group.store,
             name=f"{group.path + '/' if group.path else ''}{name}/{level + 1}",
