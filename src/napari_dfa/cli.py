@@ -299,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--tile",
         type=int,
         default=0,
-        help="output chunk side in px (multiple of 32); 0 = auto (1024 on CPU, 2048 on GPU)",
+        help="output chunk side in px (multiple of 32); 0 = auto (2048; 1024 halves the memory)",
     )
     r.add_argument("--halo", type=int, default=32, help="context around each chunk in px (multiple of 32)")
     r.add_argument("--batch-size", type=int, default=0, help="windows per forward (0 = auto)")

@@ -22,6 +22,7 @@ from napari_dfa.model.windows import LocalWindows
 __all__ = ["DFADecoder"]
 
 LEVEL_STRIDES = (32, 16, 8)
+BAND_BYTES = 32 * 2**20  # inference: key windows per band of cell rows (the unfolded keys copy 9x)
 
 
 class MLP(nn.Module):
@@ -121,12 +122,19 @@ class DFADecoder(nn.Module):
             mem = memory[lvl]
             size = (mem.shape[-2], mem.shape[-1])
             kmap, vmap = cross.project_memory(mem + self.level_embed[lvl].view(1, -1, 1, 1))
-            keys = win.unfold(kmap, channels_last=True) + cross.key_offset(self.key_pos[lvl])  # (N, S, D)
-            values = win.unfold(vmap, channels_last=True)
             probs = self._logits(q.detach(), pooled[lvl].detach()).softmax(dim=1)
-            probs = win.unfold(probs).transpose(1, 2)  # (N, K, S)
-            bias = self._attention_bias(probs, win.valid(size, mem.device), b)
-            tgt, attn = cross(tgt, self.query_pos, keys, values, bias, return_attn)
+            step = gh if return_attn or torch.is_grad_enabled() else self._rows_per_step(win, b, gw, kmap.shape[-1])
+            if step >= gh:
+                tgt, attn = self._cross(cross, win, lvl, tgt, kmap, vmap, probs, b, size, None, return_attn)
+            else:  # inference on a big image: a band of cell rows at a time (same result, less memory)
+                cells = tgt.view(b, gh, gw, *tgt.shape[1:])
+                new = torch.empty_like(cells)
+                for r0 in range(0, gh, step):
+                    rows = slice(r0, min(r0 + step, gh))
+                    band = cells[:, rows].reshape(-1, *tgt.shape[1:])
+                    out, _ = self._cross(cross, win, lvl, band, kmap, vmap, probs, b, size, rows, False)
+                    new[:, rows] = out.view(b, -1, gw, *tgt.shape[1:])
+                tgt, attn = new.view_as(tgt), None
             tgt = self.self_attn[i](tgt, self.query_pos)
             tgt = self.ffn[i](tgt)
             q = self._mask_queries(tgt, b, gh, gw)
@@ -139,6 +147,20 @@ class DFADecoder(nn.Module):
         if not logits:  # a decoder without layers
             logits.append(readout(q, mask_features))
         return logits, attn_maps
+
+    def _cross(self, cross, win, lvl, tgt, kmap, vmap, probs, b, size, rows, return_attn):
+        """Masked cross-attention of the query states ``tgt`` of the cells in ``rows``
+        (all if ``None``) to their key windows of the level maps."""
+        keys = win.unfold(kmap, channels_last=True, rows=rows) + cross.key_offset(self.key_pos[lvl])  # (N, S, D)
+        values = win.unfold(vmap, channels_last=True, rows=rows)
+        p = win.unfold(probs, rows=rows).transpose(1, 2)  # (N, K, S)
+        bias = self._attention_bias(p, win.valid(size, kmap.device, rows), b)
+        return cross(tgt, self.query_pos, keys, values, bias, return_attn)
+
+    @staticmethod
+    def _rows_per_step(win: LocalWindows, b: int, gw: int, dim: int) -> int:
+        """Cell rows per band so that a band's key windows take about :data:`BAND_BYTES`."""
+        return max(1, BAND_BYTES // (b * gw * win.size * dim * 4))
 
     def _attention_bias(self, probs: torch.Tensor, valid: torch.Tensor, batch: int) -> torch.Tensor:
         """``(N, 1, K, S)`` additive logits: hard mask (``-inf``) + DFA bias.

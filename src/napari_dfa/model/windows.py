@@ -35,17 +35,20 @@ class LocalWindows:
         """Keys per window."""
         return self.kernel * self.kernel
 
-    def unfold(self, x: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+    def unfold(self, x: torch.Tensor, channels_last: bool = False, rows: slice | None = None) -> torch.Tensor:
         """``(B, C, h, w)`` (or ``(B, h, w, C)`` with ``channels_last``) -> ``(B * L, S, C)``.
 
-        ``L`` is the number of cells, ``S`` the keys per window. Windows are strided
-        views of the zero-padded channels-last map, so only the final reshape copies.
+        ``L`` is the number of cells (of the cell ``rows`` only, if given), ``S`` the keys
+        per window. Windows are strided views of the zero-padded channels-last map, so
+        only the final reshape copies.
         """
         if not channels_last:
             x = x.permute(0, 2, 3, 1)
         p = self.padding
         x = F.pad(x, (0, 0, p, p, p, p))
         v = x.unfold(1, self.kernel, self.cell).unfold(2, self.kernel, self.cell)  # B,gh,gw,C,k,k
+        if rows is not None:
+            v = v[:, rows]
         return v.permute(0, 1, 2, 4, 5, 3).reshape(-1, self.size, x.shape[-1])
 
     def fold(self, cols: torch.Tensor, batch: int, size: tuple[int, int]) -> torch.Tensor:
@@ -54,9 +57,14 @@ class LocalWindows:
         x = cols.view(batch, n // batch, c, s).permute(0, 2, 3, 1).reshape(batch, c * s, -1)
         return F.fold(x, size, self.kernel, padding=self.padding, stride=self.cell)
 
-    def valid(self, size: tuple[int, int], device: torch.device) -> torch.Tensor:
-        """``(L, S)`` bool: which window positions fall inside the image (not padding)."""
-        return _valid(self.kernel, self.padding, self.cell, size, str(device))
+    def valid(self, size: tuple[int, int], device: torch.device, rows: slice | None = None) -> torch.Tensor:
+        """``(L, S)`` bool: which window positions fall inside the image (not padding),
+        for the cells of ``rows`` only if given."""
+        v = _valid(self.kernel, self.padding, self.cell, size, str(device))
+        if rows is None:
+            return v
+        gw = -(-size[1] // self.cell)
+        return v.view(-1, gw, v.shape[-1])[rows].reshape(-1, v.shape[-1])
 
 
 @functools.lru_cache(maxsize=64)
