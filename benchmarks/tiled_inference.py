@@ -5,6 +5,11 @@ size, seams, tissue detection. Prints JSON.
 
 * ``raw_forward_mpx_s``: the model on in-memory batches of 512x512 tiles (the limit);
   ``raw_window_mpx_s``: the same on the engine's window shape (tile + 2 halo).
+  On a CPU the engine runs the model in ``streams`` concurrent threads (each with half
+  the torch threads); ``raw_streams_mpx_s`` is the model run that way on in-memory
+  tile x tile crops, ``streams_over_raw`` its gain over the batched limit (median of 3
+  interleaved pairs), and ``engine_over_raw_streams`` = engine_over_raw / that gain: the
+  engine against its own way of running the model (what halo, I/O and scheduling cost).
 * ``engine_mpx_s``: zarr in -> zarr label pyramid out, end to end (tissue detection off)
   on an 8192^2 image (16384^2 on a GPU), median of ``--repeats`` fresh processes;
   ``engine_over_raw``: median over those runs of engine / raw, with raw the mean rate of
@@ -102,6 +107,44 @@ def raw_speed(model, device, image: np.ndarray, shape, batch: int, reps: int, su
         sustained = n * batch * shape[0] * shape[1] / (time.perf_counter() - t0) / 1e6 if n else None
     mpx = batch * shape[0] * shape[1] / best / 1e6
     return (mpx, sustained) if sustain else mpx
+
+
+def raw_streams_speed(model, device, image: np.ndarray, shape, streams: int, seconds: float) -> float:
+    """MP/s of ``streams`` threads each running the model on one in-memory crop ``shape``
+    back to back for ``seconds``, with the caller's torch threads split between them:
+    how the engine runs the model on a CPU (:func:`napari_dfa.infer.engine.auto_streams`),
+    without halo or I/O."""
+    import threading
+
+    import torch
+
+    from napari_dfa.model.argmax import class_argmax
+
+    x = torch.from_numpy(np.ascontiguousarray(image[: shape[0], : shape[1], :3]))[None]
+    x = x.permute(0, 3, 1, 2).float().div(255).to(device)
+    per = max(1, torch.get_num_threads() // streams)
+    counts = [0] * streams
+
+    def loop(i: int) -> None:
+        torch.set_num_threads(per)
+        with torch.inference_mode():
+            class_argmax(model.predict_logits(x))  # warm-up, before the clock starts
+            start.wait()
+            while time.perf_counter() < stop[0]:
+                class_argmax(model.predict_logits(x))
+                counts[i] += 1
+
+    start = threading.Barrier(streams + 1)
+    stop = [float("inf")]
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(streams)]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    stop[0] = t0 + seconds
+    for t in threads:
+        t.join()
+    return sum(counts) * shape[0] * shape[1] / (time.perf_counter() - t0) / 1e6
 
 
 def _peak_rss_mb() -> float:
@@ -249,6 +292,18 @@ def main() -> None:
     w = min(args.tile + 2 * args.halo, big_texture.shape[0])
     result["raw_window_mpx_s"] = round(raw((w, w), 4 if gpu else 1, 5 if gpu else 3), 3)
     result["halo_overhead"] = round((args.tile + 2 * args.halo) ** 2 / args.tile**2, 3)
+    from napari_dfa.infer.engine import auto_streams
+
+    streams = auto_streams(device, torch.get_num_threads())
+    result["streams"] = streams
+    if streams > 1:  # the engine's way of running the model on a CPU, interleaved with the limit
+        gains, rates = [], []
+        for _ in range(3):
+            batch_rate = raw_speed(model, device, big_texture, (512, 512), 8, 1, sustain=5.0)[1]
+            rates.append(raw_streams_speed(model, device, big_texture, (args.tile, args.tile), streams, 5.0))
+            gains.append(rates[-1] / batch_rate)
+        result["raw_streams_mpx_s"] = round(float(np.median(rates)), 3)
+        result["streams_over_raw"] = round(float(np.median(gains)), 3)
     print(json.dumps(result), file=sys.stderr, flush=True)
 
     # engine: zarr in -> zarr out, one fresh process per size (peak RSS)
@@ -285,6 +340,8 @@ def main() -> None:
     result["raw_sustained_mpx_s_runs"] = limits
     # against the best of 3 ~1 s bursts instead (catches the machine's fast moments)
     result["engine_over_raw_burst"] = round(float(np.median(bursts)), 3)
+    if "streams_over_raw" in result:  # the engine's own overhead (halo, I/O), streams aside
+        result["engine_over_raw_streams"] = round(result["engine_over_raw"] / result["streams_over_raw"], 3)
     if gpu:
         result["peak_gpu_mb"] = {str(n): runs[n]["peak_gpu_mb"] for n in sizes}
 

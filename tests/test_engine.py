@@ -112,6 +112,33 @@ def test_inline_pyramid_levels_equal_the_pyramid_of_level_0(model, tmp_path):
     assert g["labels/2"].shape == (275, 313)
 
 
+def test_concurrent_streams_give_the_same_labels_and_split_the_threads(model, image, tmp_path, monkeypatch):
+    """Two compute streams (the CPU default with >= 2 threads) give the labels of one;
+    each stream runs with half the caller's torch threads, the caller's are unchanged."""
+    from napari_dfa.infer import engine
+
+    seen = []
+    real = engine._Predictor.__call__
+
+    def spy(self, chunks, windows):
+        seen.append(torch.get_num_threads())
+        return real(self, chunks, windows)
+
+    monkeypatch.setattr(engine._Predictor, "__call__", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        one = _labels(run_to_end(segment(image, model, tmp_path / "one", _cfg(streams=1))).path)
+        assert set(seen) == {2}
+        seen.clear()
+        two = _labels(run_to_end(segment(image, model, tmp_path / "two", _cfg())).path)  # auto: 2 streams
+        assert set(seen) == {1} and len(seen) == 20
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert (one == two).mean() > 0.999
+
+
 def test_cancel_leaves_no_complete_store_and_resume_is_identical(model, image, tmp_path):
     ref = _labels(run_to_end(segment(image, model, tmp_path / "ref", _cfg())).path)
     out = tmp_path / "run.zarr"
