@@ -184,6 +184,7 @@ def cmd_predict(args) -> int:
         tile=args.tile,
         halo=args.halo,
         batch_size=args.batch_size,
+        streams=args.streams,
         device=args.device,
         tissue_detection=not args.no_tissue_detection,
         probabilities=args.probabilities,
@@ -299,10 +300,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--tile",
         type=int,
         default=0,
-        help="output chunk side in px (multiple of 32); 0 = auto (2048; 1024 halves the memory)",
+        help="output chunk side in px (multiple of 32); 0 = auto (1024 on a CPU, 2048 on a GPU)",
     )
     r.add_argument("--halo", type=int, default=32, help="context around each chunk in px (multiple of 32)")
     r.add_argument("--batch-size", type=int, default=0, help="windows per forward (0 = auto)")
+    r.add_argument(
+        "--streams", type=int, default=0, help="batches computed at once (0 = auto: 2 on a CPU with >= 2 threads)"
+    )
     r.add_argument("--no-tissue-detection", action="store_true", help="segment background chunks too")
     r.add_argument("--probabilities", choices=["uint8", "float16"], help="also store per-class probabilities")
     r.add_argument("--overwrite", action="store_true", help="replace an existing result at --out")

@@ -62,7 +62,7 @@ class SegmentWidget(Container):
             max=16384,
             step=64,
             value=ec.tile,
-            tooltip="0 = auto: 2048 (1.4 GB of RAM on a CPU; 1024 needs half)",
+            tooltip="0 = auto: 1024 on the CPU, 2048 on a GPU",
         )
         self.halo = SpinBox(label="halo px", min=0, max=512, step=32, value=ec.halo)
         self.batch = SpinBox(label="batch", min=0, max=256, value=ec.batch_size, tooltip="0 = auto")
