@@ -131,8 +131,10 @@ def test_concurrent_streams_give_the_same_labels_and_split_the_threads(model, im
         one = _labels(run_to_end(segment(image, model, tmp_path / "one", _cfg(streams=1))).path)
         assert set(seen) == {2}
         seen.clear()
-        two = _labels(run_to_end(segment(image, model, tmp_path / "two", _cfg())).path)  # auto: 2 streams
+        res = run_to_end(segment(image, model, tmp_path / "two", _cfg()))  # auto: 2 streams
+        two = _labels(res.path)
         assert set(seen) == {1} and len(seen) == 20
+        assert res.device == "cpu (2 threads, 2 streams)"
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)

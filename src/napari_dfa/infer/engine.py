@@ -346,6 +346,10 @@ def segment(
     streams = max(1, cfg.streams or auto_streams(device, threads))
     readers = ThreadPoolExecutor(max(1, cfg.read_workers), thread_name_prefix="dfa-read")
     writers = ThreadPoolExecutor(max(1, cfg.write_workers), thread_name_prefix="dfa-write")
+    if streams > 1:  # "cpu (2 threads)" -> "cpu (2 threads, 2 streams)"
+        dev_name = (
+            f"{dev_name[:-1]}, {streams} streams)" if dev_name.endswith(")") else f"{dev_name}, {streams} streams"
+        )
     computes = ThreadPoolExecutor(
         streams,
         thread_name_prefix="dfa-compute",
