@@ -141,6 +141,19 @@ def test_concurrent_streams_give_the_same_labels_and_split_the_threads(model, im
     assert (one == two).mean() > 0.999
 
 
+def test_stream_thread_shares_add_up():
+    from napari_dfa.infer.engine import _thread_shares
+
+    def shares(threads, streams):
+        q = _thread_shares(threads, streams)
+        return sorted(q.get() for _ in range(streams))
+
+    assert shares(2, 2) == [1, 1]
+    assert shares(3, 2) == [1, 2]  # no thread left idle
+    assert shares(7, 2) == [3, 4]
+    assert shares(1, 2) == [1, 1]  # never below one
+
+
 def test_cancel_leaves_no_complete_store_and_resume_is_identical(model, image, tmp_path):
     ref = _labels(run_to_end(segment(image, model, tmp_path / "ref", _cfg())).path)
     out = tmp_path / "run.zarr"

@@ -47,7 +47,7 @@ class EngineConfig:
             field makes chunk seams invisible (multiple of 32).
         batch_size: windows per forward; 0 = 1 on the CPU, 4 on a GPU.
         streams: batches computed at once, each by its own thread; 0 = auto: on a CPU
-            with N >= 2 torch threads, 2 streams of N // 2 threads each (this model's
+            with N >= 2 torch threads, 2 streams sharing the N threads (this model's
             many small operations leave cores idle inside one forward pass: 2 streams of
             1 thread ran 1.29x as fast as 1 stream of 2 on a 2-core CPU); 1 on a GPU.
         device: ``auto`` / ``cpu`` / ``cuda`` / ``mps``.
@@ -191,11 +191,23 @@ def _torch_threads() -> int:
     return torch.get_num_threads()
 
 
-def _set_torch_threads(n: int) -> None:
-    """Per compute thread: torch's intra-op thread count (OpenMP's is per thread)."""
+def _thread_shares(threads: int, streams: int):
+    """A queue of per-stream torch thread counts that add up to ``threads`` (3 threads in
+    2 streams: 2 and 1; never below 1)."""
+    import queue
+
+    q: queue.SimpleQueue = queue.SimpleQueue()
+    for i in range(streams):
+        q.put(max(1, threads // streams + (i < threads % streams)))
+    return q
+
+
+def _set_torch_threads(shares) -> None:
+    """Compute-thread initializer: take this thread's torch intra-op thread count from
+    ``shares`` (OpenMP's count is per thread; the caller's stays as it is)."""
     import torch
 
-    torch.set_num_threads(n)
+    torch.set_num_threads(shares.get())
 
 
 class _Predictor:
@@ -354,7 +366,7 @@ def segment(
         streams,
         thread_name_prefix="dfa-compute",
         initializer=_set_torch_threads,
-        initargs=(max(1, threads // streams),),
+        initargs=(_thread_shares(threads, streams),),
     )
 
     def read(c):
