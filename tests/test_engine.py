@@ -115,16 +115,16 @@ def test_inline_pyramid_levels_equal_the_pyramid_of_level_0(model, tmp_path):
 def test_concurrent_streams_give_the_same_labels_and_split_the_threads(model, image, tmp_path, monkeypatch):
     """Two compute streams (the CPU default with >= 2 threads) give the labels of one;
     each stream runs with half the caller's torch threads, the caller's are unchanged."""
-    from napari_dfa.infer import engine
+    from napari_dfa.infer import predictor
 
     seen = []
-    real = engine._Predictor.__call__
+    real = predictor.Predictor.__call__
 
     def spy(self, chunks, windows):
         seen.append(torch.get_num_threads())
         return real(self, chunks, windows)
 
-    monkeypatch.setattr(engine._Predictor, "__call__", spy)
+    monkeypatch.setattr(predictor.Predictor, "__call__", spy)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -142,10 +142,10 @@ def test_concurrent_streams_give_the_same_labels_and_split_the_threads(model, im
 
 
 def test_stream_thread_shares_add_up():
-    from napari_dfa.infer.engine import _thread_shares
+    from napari_dfa.infer.predictor import thread_shares
 
     def shares(threads, streams):
-        q = _thread_shares(threads, streams)
+        q = thread_shares(threads, streams)
         return sorted(q.get() for _ in range(streams))
 
     assert shares(2, 2) == [1, 1]

@@ -47,11 +47,11 @@ def _worker_predictor(model_dir: str, fingerprint: str, cfg):
     if key not in _MODELS:
         from napari_dfa.checkpoint import load_model
         from napari_dfa.device import resolve_device
-        from napari_dfa.infer.engine import _Predictor
+        from napari_dfa.infer.predictor import Predictor
 
         device = resolve_device(cfg.device)
         model = load_model(model_dir, device=str(device))
-        _MODELS[key] = _Predictor(model, device, cfg)
+        _MODELS[key] = Predictor(model, device, cfg)
     return _MODELS[key]
 
 

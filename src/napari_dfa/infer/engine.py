@@ -8,8 +8,8 @@ Reads run ahead on a thread pool (pinned host memory and non-blocking copies on 
 the model runs on batches of same-shaped windows (on a CPU in two concurrent streams),
 and results are written behind the compute by another pool, so peak memory depends on
 the tile size, not the slide size.
-See :mod:`napari_dfa.infer.tiling` for the geometry and :mod:`napari_dfa.infer.store`
-for crash safety and resume.
+See :mod:`napari_dfa.infer.tiling` for the geometry, :mod:`napari_dfa.infer.predictor`
+for the model side and :mod:`napari_dfa.infer.store` for crash safety and resume.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from napari_dfa.errors import InputError
+from napari_dfa.infer.predictor import Predictor, set_torch_threads, thread_shares, torch_threads
 from napari_dfa.infer.store import SegmentationStore
-from napari_dfa.infer.tiling import blend_weights, chunk_grid, subtiles
+from napari_dfa.infer.tiling import chunk_grid
 from napari_dfa.infer.tissue import TissueDetector
 from napari_dfa.memory import reuse_freed_memory
 
@@ -110,9 +111,6 @@ class SegmentResult:
     device: str
 
 
-READOUT_ROWS = 256  # rows of a chunk's core upsampled and read out at a time
-
-
 def auto_tile(device) -> int:
     """The default chunk side for ``device``. On a CPU 1024: two streams each hold a
     window (~0.9 GB of RAM in all; 2048-px chunks compute 1.06x the output's pixels
@@ -185,104 +183,6 @@ def _read_window(arr, chunk, scale: float) -> np.ndarray:
     return np.ascontiguousarray(win)
 
 
-def _torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
-
-
-def _thread_shares(threads: int, streams: int):
-    """A queue of per-stream torch thread counts that add up to ``threads`` (3 threads in
-    2 streams: 2 and 1; never below 1)."""
-    import queue
-
-    q: queue.SimpleQueue = queue.SimpleQueue()
-    for i in range(streams):
-        q.put(max(1, threads // streams + (i < threads % streams)))
-    return q
-
-
-def _set_torch_threads(shares) -> None:
-    """Compute-thread initializer: take this thread's torch intra-op thread count from
-    ``shares`` (OpenMP's count is per thread; the caller's stays as it is)."""
-    import torch
-
-    torch.set_num_threads(shares.get())
-
-
-class _Predictor:
-    """Runs the model on batches of windows and turns logits into chunk outputs."""
-
-    def __init__(self, model, device, cfg: EngineConfig) -> None:
-        import torch
-
-        from napari_dfa.model.argmax import class_argmax
-        from napari_dfa.model.segmenter import upsample_region
-
-        self.torch = torch
-        self.class_argmax = class_argmax
-        self.upsample_region = upsample_region
-        self.model = model.to(device).eval()
-        self.device = device
-        self.cfg = cfg
-        self.amp = cfg.amp and device.type == "cuda"
-        self.lut = np.zeros(256, np.uint8)  # class index 0..K-1 -> label value
-        self.lut[: model.num_classes] = model.config.label_values
-
-    def logits(self, x):
-        """Stride-4 logits of the batch and a function giving input-resolution logits of
-        one window's region (the model's own upsampling, or the blended sub-tiles)."""
-        cfg = self.cfg
-        h, w = x.shape[-2:]
-        if not cfg.max_window or max(h, w) <= cfg.max_window:
-            coarse = self.model.predict_coarse(x).float()
-            return lambda i, region: self.upsample_region(coarse[i : i + 1], region)[0]
-        torch = self.torch
-        acc = torch.zeros(x.shape[0], self.model.num_classes, h, w, device=x.device)
-        wsum = torch.zeros(1, 1, h, w, device=x.device)
-        for y0, y1, x0, x1 in subtiles((h, w), cfg.max_window, cfg.overlap):
-            wt = torch.from_numpy(blend_weights((y1 - y0, x1 - x0), cfg.blend)).to(x.device)
-            acc[..., y0:y1, x0:x1] += self.model.predict_logits(x[..., y0:y1, x0:x1]).float() * wt
-            wsum[..., y0:y1, x0:x1] += wt
-        full = acc / wsum
-        return lambda i, region: full[i, :, region[0] : region[1], region[2] : region[3]]
-
-    def __call__(self, chunks, windows):
-        torch = self.torch
-        batch = torch.from_numpy(np.stack(windows))
-        if self.device.type == "cuda":
-            batch = batch.pin_memory()
-        x = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
-        out = []
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            region_logits = self.logits(x)
-            del x
-            for i, c in enumerate(chunks):
-                out.append(self._readout(region_logits, i, c))
-        return out
-
-    def _readout(self, region_logits, i: int, c) -> tuple[np.ndarray, np.ndarray | None]:
-        """Labels (and probabilities) of chunk ``c``'s core, in strips of rows: only the
-        core is upsampled (not the halo), and never all of it at once."""
-        torch = self.torch
-        cy, cx = c.core
-        h, w = cy.stop - cy.start, cx.stop - cx.start
-        labels = np.empty((h, w), np.uint8)
-        kind = self.cfg.probabilities
-        probs = (
-            None if not kind else np.empty((self.model.num_classes, h, w), np.uint8 if kind == "uint8" else np.float16)
-        )
-        for s in range(0, h, READOUT_ROWS):
-            e = min(s + READOUT_ROWS, h)
-            lg = region_logits(i, (cy.start + s, cy.start + e, cx.start, cx.stop))
-            labels[s:e] = np.take(self.lut, self.class_argmax(lg).cpu().numpy())
-            if kind:
-                p = lg.softmax(0)
-                p = (p * 255.0).round().to(torch.uint8) if kind == "uint8" else p.to(torch.float16)
-                probs[:, s:e] = p.cpu().numpy()
-        return labels, probs
-
-
 def segment(
     image,
     model,
@@ -353,8 +253,8 @@ def segment(
     todo = [c for c in chunks if not store.is_done(c.index)]
     total, resumed = len(chunks), store.resumed
     bs = cfg.batch_size or (4 if device.type == "cuda" else 1)
-    predictor = _Predictor(model, device, cfg)
-    threads = _torch_threads()
+    predictor = Predictor(model, device, cfg)
+    threads = torch_threads()
     streams = max(1, cfg.streams or auto_streams(device, threads))
     readers = ThreadPoolExecutor(max(1, cfg.read_workers), thread_name_prefix="dfa-read")
     writers = ThreadPoolExecutor(max(1, cfg.write_workers), thread_name_prefix="dfa-write")
@@ -365,8 +265,8 @@ def segment(
     computes = ThreadPoolExecutor(
         streams,
         thread_name_prefix="dfa-compute",
-        initializer=_set_torch_threads,
-        initargs=(_thread_shares(threads, streams),),
+        initializer=set_torch_threads,
+        initargs=(thread_shares(threads, streams),),
     )
 
     def read(c):
