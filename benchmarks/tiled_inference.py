@@ -118,16 +118,17 @@ def raw_streams_speed(model, device, image: np.ndarray, shape, streams: int, sec
 
     import torch
 
+    from napari_dfa.infer.predictor import set_torch_threads, thread_shares
     from napari_dfa.memory import reuse_freed_memory
     from napari_dfa.model.argmax import class_argmax
 
     x = torch.from_numpy(np.ascontiguousarray(image[: shape[0], : shape[1], :3]))[None]
     x = x.permute(0, 3, 1, 2).float().div(255).to(device)
-    per = max(1, torch.get_num_threads() // streams)
+    shares = thread_shares(torch.get_num_threads(), streams)  # as the engine splits them
     counts = [0] * streams
 
     def loop(i: int) -> None:
-        torch.set_num_threads(per)
+        set_torch_threads(shares)
         with torch.inference_mode():
             class_argmax(model.predict_logits(x))  # warm-up, before the clock starts
             start.wait()

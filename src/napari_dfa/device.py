@@ -41,13 +41,15 @@ def resolve_device(name: str = "auto"):
     raise DFAError(f"unknown device {name!r}; use one of {', '.join(DEVICES)}")
 
 
-def describe_device(device) -> str:
-    """Human-readable device name, e.g. ``cuda:0 (NVIDIA H100)`` or ``cpu (2 threads)``."""
+def describe_device(device, streams: int = 1) -> str:
+    """Human-readable device name, e.g. ``cuda:0 (NVIDIA H100)``, ``cpu (2 threads)`` or,
+    with concurrent compute ``streams``, ``cpu (2 threads, 2 streams)``."""
     import torch
 
+    extra = f", {streams} streams" if streams > 1 else ""
     if device.type == "cuda":
         idx = device.index if device.index is not None else torch.cuda.current_device()
-        return f"cuda:{idx} ({torch.cuda.get_device_name(idx)})"
+        return f"cuda:{idx} ({torch.cuda.get_device_name(idx)}{extra})"
     if device.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads)"
-    return str(device)
+        return f"cpu ({torch.get_num_threads()} threads{extra})"
+    return f"{device} ({streams} streams)" if extra else str(device)

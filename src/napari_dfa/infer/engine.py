@@ -244,7 +244,6 @@ def segment(
         "pixel_size_um": pixel_size,
         "engine": asdict(cfg),
     }
-    dev_name = describe_device(device)
     if client is not None:
         from napari_dfa.infer.distributed import run_on_cluster
 
@@ -256,12 +255,9 @@ def segment(
     predictor = Predictor(model, device, cfg)
     threads = torch_threads()
     streams = max(1, cfg.streams or auto_streams(device, threads))
+    dev_name = describe_device(device, streams)
     readers = ThreadPoolExecutor(max(1, cfg.read_workers), thread_name_prefix="dfa-read")
     writers = ThreadPoolExecutor(max(1, cfg.write_workers), thread_name_prefix="dfa-write")
-    if streams > 1:  # "cpu (2 threads)" -> "cpu (2 threads, 2 streams)"
-        dev_name = (
-            f"{dev_name[:-1]}, {streams} streams)" if dev_name.endswith(")") else f"{dev_name}, {streams} streams"
-        )
     computes = ThreadPoolExecutor(
         streams,
         thread_name_prefix="dfa-compute",
