@@ -51,5 +51,6 @@ def describe_device(device, streams: int = 1) -> str:
         idx = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{idx} ({torch.cuda.get_device_name(idx)}{extra})"
     if device.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads{extra})"
+        n = torch.get_num_threads()
+        return f"cpu ({n} thread{'s' if n != 1 else ''}{extra})"
     return f"{device} ({streams} streams)" if extra else str(device)
