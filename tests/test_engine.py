@@ -154,6 +154,45 @@ def test_stream_thread_shares_add_up():
     assert shares(1, 2) == [1, 1]  # never below one
 
 
+@pytest.mark.parametrize("kind", [None, "uint8", "float16"])
+def test_device_readout_equals_the_strip_readout(model, image, kind, monkeypatch):
+    """The GPU's readout (whole core on the device, one copy back) gives the CPU's strip
+    readout's labels and probabilities (run here on the CPU, without pinned memory)."""
+    from napari_dfa.infer import predictor
+    from napari_dfa.infer.tiling import chunk_grid
+
+    monkeypatch.setattr(predictor, "READOUT_ROWS", 64)  # several strips per core, the last short
+
+    chunks = chunk_grid(image.shape[:2], 160, 32)[:2]  # windows of the same shape
+    pred = predictor.Predictor(model, torch.device("cpu"), _cfg(probabilities=kind))
+    x = torch.from_numpy(np.stack([image[c.wy0 : c.wy1, c.wx0 : c.wx1] for c in chunks]))
+    x = x.permute(0, 3, 1, 2).float() / 255
+    with torch.inference_mode():
+        region_logits = pred.logits(x)
+        strips = [pred._readout(region_logits, i, c) for i, c in enumerate(chunks)]
+        device = pred._readout_device(region_logits, chunks)
+    for (lab_s, pr_s), (lab_d, pr_d) in zip(strips, device):
+        assert lab_d.dtype == np.uint8 and np.array_equal(lab_s, lab_d)
+        assert set(np.unique(lab_d)) <= {1, 2, 3}
+        if kind is None:
+            assert pr_s is None and pr_d is None
+        else:
+            assert pr_d.dtype == np.dtype(kind) and np.array_equal(pr_s, pr_d)
+
+
+def test_auto_streams_and_readers_per_device(monkeypatch):
+    from napari_dfa.infer.engine import auto_read_workers, auto_streams
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert auto_streams(cpu, 1) == 1 and auto_streams(cpu, 2) == 2 and auto_streams(cpu, 16) == 2
+    assert auto_streams(cuda, 1) == 2  # host work of one batch overlaps the other's compute
+    assert auto_streams(torch.device("mps"), 8) == 1
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert auto_read_workers(cpu) == 3 and auto_read_workers(cuda) == 12
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
+    assert auto_read_workers(cuda) == 3
+
+
 def test_cancel_leaves_no_complete_store_and_resume_is_identical(model, image, tmp_path):
     ref = _labels(run_to_end(segment(image, model, tmp_path / "ref", _cfg())).path)
     out = tmp_path / "run.zarr"

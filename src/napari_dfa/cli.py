@@ -305,7 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--halo", type=int, default=32, help="context around each chunk in px (multiple of 32)")
     r.add_argument("--batch-size", type=int, default=0, help="windows per forward (0 = auto)")
     r.add_argument(
-        "--streams", type=int, default=0, help="batches computed at once (0 = auto: 2 on a CPU with >= 2 threads)"
+        "--streams",
+        type=int,
+        default=0,
+        help="batches computed at once (0 = auto: 2 on a GPU or a CPU with >= 2 threads)",
     )
     r.add_argument("--no-tissue-detection", action="store_true", help="segment background chunks too")
     r.add_argument("--probabilities", choices=["uint8", "float16"], help="also store per-class probabilities")

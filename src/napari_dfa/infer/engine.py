@@ -34,7 +34,16 @@ from napari_dfa.infer.tiling import chunk_grid
 from napari_dfa.infer.tissue import TissueDetector
 from napari_dfa.memory import reuse_freed_memory
 
-__all__ = ["EngineConfig", "SegmentResult", "TileProgress", "auto_streams", "auto_tile", "model_fingerprint", "segment"]
+__all__ = [
+    "EngineConfig",
+    "SegmentResult",
+    "TileProgress",
+    "auto_read_workers",
+    "auto_streams",
+    "auto_tile",
+    "model_fingerprint",
+    "segment",
+]
 
 
 @dataclass
@@ -47,10 +56,12 @@ class EngineConfig:
         halo: context (px) read around each chunk; >= the model's effective receptive
             field makes chunk seams invisible (multiple of 32).
         batch_size: windows per forward; 0 = 1 on the CPU, 4 on a GPU.
-        streams: batches computed at once, each by its own thread; 0 = auto: on a CPU
-            with N >= 2 torch threads, 2 streams sharing the N threads (this model's
-            many small operations leave cores idle inside one forward pass: 2 streams of
-            1 thread ran 1.29x as fast as 1 stream of 2 on a 2-core CPU); 1 on a GPU.
+        streams: batches computed at once, each by its own thread; 0 = auto (see
+            :func:`auto_streams`): 2 on a CPU with N >= 2 torch threads, sharing the N
+            threads (this model's many small operations leave cores idle inside one
+            forward pass: 2 streams of 1 thread ran 1.29x as fast as 1 stream of 2 on a
+            2-core CPU); 2 on a CUDA GPU, each on its own CUDA stream (one batch's host
+            work overlaps the other's compute).
         device: ``auto`` / ``cpu`` / ``cuda`` / ``mps``.
         amp: bf16 autocast on CUDA.
         tissue_detection: skip chunks without tissue and compute partly covered chunks
@@ -59,7 +70,11 @@ class EngineConfig:
         probabilities: also write per-class probabilities: ``None``, ``"uint8"`` or ``"float16"``.
         max_window: split windows larger than this into overlapping sub-tiles blended with
             ``blend`` weights and ``overlap`` (0 = never split).
-        read_ahead: windows read ahead of the compute.
+        read_workers: threads reading and decoding windows; 0 = auto (see
+            :func:`auto_read_workers`: 3 on a CPU, more on a GPU, whose compute outruns them).
+        read_ahead: windows read ahead of the compute (at least two batches per stream
+            on a GPU).
+        write_workers: threads compressing and writing finished chunks.
         overwrite: replace an existing result / interrupted run at the output path.
         pyramid: build the label (and probability) pyramid at the end.
     """
@@ -76,7 +91,7 @@ class EngineConfig:
     max_window: int = 0
     blend: str = "cosine"
     overlap: float = 0.25
-    read_workers: int = 3
+    read_workers: int = 0
     read_ahead: int = 6
     write_workers: int = 2
     overwrite: bool = False
@@ -119,8 +134,20 @@ def auto_tile(device) -> int:
 
 
 def auto_streams(device, threads: int) -> int:
-    """Concurrent compute streams: 2 on a CPU with >= 2 threads, else 1."""
-    return 2 if device.type != "cuda" and threads >= 2 else 1
+    """Concurrent compute streams: 2 on a CUDA GPU and on a CPU with >= 2 threads, else 1."""
+    if device.type == "cuda":
+        return 2
+    return 2 if device.type == "cpu" and threads >= 2 else 1
+
+
+def auto_read_workers(device) -> int:
+    """Reader threads: 3 on a CPU (the compute needs the cores); on a GPU all cores but
+    two (up to 12), since decoding the input is then the slowest step."""
+    import os
+
+    if device.type != "cuda":
+        return 3
+    return max(3, min(12, (os.cpu_count() or 4) - 2))
 
 
 def model_fingerprint(model) -> str:
@@ -256,7 +283,8 @@ def segment(
     threads = torch_threads()
     streams = max(1, cfg.streams or auto_streams(device, threads))
     dev_name = describe_device(device, streams)
-    readers = ThreadPoolExecutor(max(1, cfg.read_workers), thread_name_prefix="dfa-read")
+    readers = ThreadPoolExecutor(cfg.read_workers or auto_read_workers(device), thread_name_prefix="dfa-read")
+    ahead = max(cfg.read_ahead, bs * streams * (2 if device.type == "cuda" else 1))
     writers = ThreadPoolExecutor(max(1, cfg.write_workers), thread_name_prefix="dfa-write")
     computes = ThreadPoolExecutor(
         streams,
@@ -280,7 +308,7 @@ def segment(
     t0 = time.perf_counter()
 
     def refill() -> None:
-        while len(reads) < max(cfg.read_ahead, bs * streams):
+        while len(reads) < ahead:
             c = next(queue, None)
             if c is None:
                 return

@@ -2,12 +2,16 @@
 
 :class:`Predictor` runs the model on a batch of same-shaped windows and reads out the
 labels (and probabilities) of each chunk's core, in strips of :data:`READOUT_ROWS` rows.
-On a CPU the engine runs it in several concurrent streams; :func:`thread_shares` and
-:func:`set_torch_threads` give each stream's thread its share of torch's threads.
+The engine runs it in several concurrent streams (threads). On a CPU :func:`thread_shares`
+and :func:`set_torch_threads` give each stream's thread its share of torch's threads; on a
+GPU each thread queues its work on its own CUDA stream, so one batch's host-side work
+(stacking windows into pinned memory, copying labels back) overlaps another's compute, and
+a chunk's labels are read out on the device and copied back once.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -65,6 +69,9 @@ class Predictor:
         self.amp = cfg.amp and device.type == "cuda"
         self.lut = np.zeros(256, np.uint8)  # class index 0..K-1 -> label value
         self.lut[: model.num_classes] = model.config.label_values
+        self.gpu = device.type == "cuda"
+        self.lut_dev = torch.from_numpy(self.lut).to(device)
+        self._local = threading.local()  # per compute thread: its CUDA stream
 
     def logits(self, x):
         """Stride-4 logits of the batch and a function giving input-resolution logits of
@@ -85,18 +92,54 @@ class Predictor:
         return lambda i, region: full[i, :, region[0] : region[1], region[2] : region[3]]
 
     def __call__(self, chunks, windows):
+        if self.gpu:
+            with self.torch.cuda.stream(self._stream()):
+                return self._run(chunks, windows)
+        return self._run(chunks, windows)
+
+    def _stream(self):
+        """This compute thread's CUDA stream (created on first use)."""
+        if not hasattr(self._local, "stream"):
+            self._local.stream = self.torch.cuda.Stream(self.device)
+        return self._local.stream
+
+    def _run(self, chunks, windows):
         torch = self.torch
-        batch = torch.from_numpy(np.stack(windows))
-        if self.device.type == "cuda":
-            batch = batch.pin_memory()
+        if self.gpu:  # stack straight into pinned memory: one host copy, async upload
+            batch = torch.empty((len(windows), *windows[0].shape), dtype=torch.uint8, pin_memory=True)
+            np.stack(windows, out=batch.numpy())
+        else:
+            batch = torch.from_numpy(np.stack(windows))
         x = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
-        out = []
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             region_logits = self.logits(x)
             del x
-            for i, c in enumerate(chunks):
-                out.append(self._readout(region_logits, i, c))
-        return out
+            if self.device.type != "cpu":
+                return self._readout_device(region_logits, chunks)
+            return [self._readout(region_logits, i, c) for i, c in enumerate(chunks)]
+
+    def _readout_device(self, region_logits, chunks) -> list:
+        """Labels (and probabilities) of each chunk's core computed on the device and
+        copied to pinned host memory without waiting; one synchronisation per batch."""
+        torch = self.torch
+        kind = self.cfg.probabilities
+        host = []
+        for i, c in enumerate(chunks):
+            (cy, cx), pin = c.core, self.gpu
+            lg = region_logits(i, (cy.start, cy.stop, cx.start, cx.stop))
+            labels = self.lut_dev[lg.argmax(0)]
+            lab_h = torch.empty(labels.shape, dtype=torch.uint8, pin_memory=pin)
+            lab_h.copy_(labels, non_blocking=pin)
+            probs_h = None
+            if kind:
+                p = lg.softmax(0)
+                p = (p * 255.0).round().to(torch.uint8) if kind == "uint8" else p.to(torch.float16)
+                probs_h = torch.empty(p.shape, dtype=p.dtype, pin_memory=pin)
+                probs_h.copy_(p, non_blocking=pin)
+            host.append((lab_h, probs_h))
+        if self.gpu:
+            torch.cuda.current_stream(self.device).synchronize()
+        return [(lab.numpy(), None if pr is None else pr.numpy()) for lab, pr in host]
 
     def _readout(self, region_logits, i: int, c) -> tuple[np.ndarray, np.ndarray | None]:
         """Labels (and probabilities) of chunk ``c``'s core, in strips of rows: only the
