@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 import tifffile
 import zarr
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from napari_dfa._reader import get_reader
 from napari_dfa.errors import InputError
@@ -146,6 +148,22 @@ def test_mode_downsampling_never_averages_class_ids():
     assert set(np.unique(out)) <= set(np.unique(lab))
     p = np.array([[[0, 10], [20, 30]]], np.uint8)
     assert mean_downsample2(p).tolist() == [[[15]]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 9), st.integers(1, 9), st.integers(1, 4), st.integers(0, 2**31 - 1))
+def test_mode_downsampling_equals_a_brute_force_mode(h, w, k, seed):
+    """Every 2 x 2 block (edge blocks padded by repeating the last row/column) gets its most
+    frequent value, ties to the first in raster order, for uniform and mixed blocks."""
+    rng = np.random.default_rng(seed)
+    lab = rng.integers(0, k, (h, w), dtype=np.uint8)
+    padded = np.pad(lab, ((0, h % 2), (0, w % 2)), mode="edge")
+    expected = np.empty(((h + 1) // 2, (w + 1) // 2), np.uint8)
+    for i in range(expected.shape[0]):
+        for j in range(expected.shape[1]):
+            vals = padded[2 * i : 2 * i + 2, 2 * j : 2 * j + 2].ravel().tolist()
+            expected[i, j] = max(vals, key=lambda v: (vals.count(v), -vals.index(v)))
+    assert np.array_equal(mode_downsample2(lab), expected)
 
 
 def test_export_tif_and_png(tmp_path):

@@ -58,9 +58,9 @@ def _worker_predictor(model_dir: str, fingerprint: str, cfg):
 def _process(source: _Source, chunk, model_dir: str, fingerprint: str, cfg, writer, tissue, scale: float) -> bool:
     """Worker task: one chunk. Returns False when skipped as background."""
     from napari_dfa.infer.engine import _read_window
+    from napari_dfa.infer.reader import WindowReader
 
-    arr = source.open()
-    win = _read_window(arr, chunk, scale)
+    win = _read_window(WindowReader(source.open(), parallel=False), chunk, scale)
     if tissue is not None:
         kept = tissue.crop(chunk, win, cfg.halo)
         if kept is None:

@@ -29,6 +29,7 @@ import numpy as np
 
 from napari_dfa.errors import InputError
 from napari_dfa.infer.predictor import Predictor, set_torch_threads, thread_shares, torch_threads
+from napari_dfa.infer.reader import WindowReader
 from napari_dfa.infer.store import SegmentationStore
 from napari_dfa.infer.tiling import chunk_grid
 from napari_dfa.infer.tissue import TissueDetector
@@ -189,12 +190,9 @@ def _scale_for(arr, levels=None) -> float:
     raise InputError(f"image dtype {dt} is not supported; use 8-bit RGB (or uint16 / float in [0, 1])")
 
 
-def _read_window(arr, chunk, scale: float) -> np.ndarray:
+def _read_window(reader: WindowReader, chunk, scale: float) -> np.ndarray:
     try:
-        win = arr[chunk.wy0 : chunk.wy1, chunk.wx0 : chunk.wx1, :3]
-        if hasattr(win, "compute"):
-            win = win.compute(scheduler="synchronous")
-        win = np.asarray(win)
+        win = np.asarray(reader.read(chunk.wy0, chunk.wy1, chunk.wx0, chunk.wx1))
     except Exception as exc:  # noqa: BLE001 - a decoder/store failure is a bad input
         raise InputError(
             f"cannot read the image region y {chunk.wy0}:{chunk.wy1}, x {chunk.wx0}:{chunk.wx1} ({exc}); "
@@ -234,7 +232,7 @@ def segment(
     if not 0 <= level < len(levels):
         raise InputError(f"pyramid level {level} does not exist; this image has levels 0..{len(levels) - 1}")
     arr = check_image(levels[level], "image")
-    reader = readers[level]  # the zarr array behind the level where there is one
+    source_arr = readers[level]  # the zarr array behind the level where there is one
     scale = _scale_for(arr, levels[level + 1 :])
     h, w = int(arr.shape[0]), int(arr.shape[1])
     if pixel_size and level:
@@ -283,6 +281,7 @@ def segment(
     threads = torch_threads()
     streams = max(1, cfg.streams or auto_streams(device, threads))
     dev_name = describe_device(device, streams)
+    reader = WindowReader(source_arr)
     readers = ThreadPoolExecutor(cfg.read_workers or auto_read_workers(device), thread_name_prefix="dfa-read")
     ahead = max(cfg.read_ahead, bs * streams * (2 if device.type == "cuda" else 1))
     writers = ThreadPoolExecutor(max(1, cfg.write_workers), thread_name_prefix="dfa-write")
@@ -372,6 +371,7 @@ def segment(
             for f in reads:
                 f.cancel()
             readers.shutdown(wait=True, cancel_futures=True)
+            reader.close()
             for _, f in running:  # cancel: batches already computing finish (within one batch)
                 f.exception()
             computes.shutdown(wait=True)
