@@ -64,6 +64,29 @@ def test_any_chunking_and_dask_input_give_the_same_result(model, image, tmp_path
     assert np.array_equal(a, b)
 
 
+def test_zarr_input_with_shared_decoded_chunks_gives_the_same_result(model, image, tmp_path, monkeypatch):
+    """A zarr image read through the decoded-chunk cache (on by request here; by default
+    on a GPU) segments exactly as the in-memory image, decoding each chunk once."""
+    from napari_dfa.infer import chunk_cache
+
+    arr = zarr.create_array(str(tmp_path / "in.zarr"), shape=image.shape, chunks=(40, 56, 3), dtype="uint8")
+    arr[:] = image
+    caches = []
+    real = chunk_cache.ChunkCache.__init__
+
+    def spy(self, *a, **kw):
+        real(self, *a, **kw)
+        caches.append(self)
+
+    monkeypatch.setattr(chunk_cache.ChunkCache, "__init__", spy)
+    ref = _labels(run_to_end(segment(image, model, tmp_path / "ref", _cfg())).path)
+    assert not caches  # nothing to share for an in-memory image
+    res = run_to_end(segment(str(tmp_path / "in.zarr"), model, tmp_path / "z", _cfg(input_cache_mb=64)))
+    assert np.array_equal(_labels(res.path), ref)
+    (cache,) = caches
+    assert cache.decoded == -(-300 // 40) * -(-420 // 56) and cache.held == 0
+
+
 def test_blended_subtiles_match_single_windows(model, image, tmp_path):
     def probs(name, **kw):
         res = run_to_end(segment(image, model, tmp_path / name, _cfg(tile=192, halo=64, probabilities="float16", **kw)))

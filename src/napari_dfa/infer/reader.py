@@ -6,7 +6,9 @@ model (a GPU) that one thread became the engine's limit: window reads stayed at 
 with 1 to 16 reader threads on a 16-core machine. For arrays in a local zarr store each
 reader thread here drives its own event loop (zarr's public ``async_array`` API), and the
 loops share one pool for file reads and decoding, so reads scale with the threads.
-Other inputs (numpy, dask, TIFF, remote stores) are read as they are.
+Other inputs (numpy, dask, TIFF, remote stores) are read as they are. With
+:meth:`WindowReader.share_chunks`, zarr inputs (local, TIFF) decode each chunk once for all
+the windows that overlap it (:mod:`napari_dfa.infer.chunk_cache`).
 """
 
 from __future__ import annotations
@@ -44,11 +46,35 @@ class WindowReader:
         self._loops: list[asyncio.AbstractEventLoop] = []
         self._lock = threading.Lock()
         self._pool = None
+        self.cache = None
         if self.parallel:
             n = io_workers or min(32, (os.cpu_count() or 4) + 4)  # asyncio's default size
             self._pool = ThreadPoolExecutor(n, thread_name_prefix="dfa-decode")
 
+    def share_chunks(self, windows, budget: int) -> bool:
+        """Decode each input chunk once for all of ``windows`` (every ``(y0, y1, x0, x1)``
+        to be read), keeping at most ``budget`` bytes of decoded chunks. Only for zarr
+        arrays with chunks smaller than the windows; returns whether it applies."""
+        import zarr
+
+        from napari_dfa.infer.chunk_cache import ChunkCache
+
+        windows = list(windows)
+        arr = self.arr
+        if budget <= 0 or not windows or not isinstance(arr, zarr.Array) or arr.ndim != 3:
+            return False
+        ch, cw = (int(c) for c in arr.chunks[:2])
+        if ch >= max(w[1] - w[0] for w in windows) and cw >= max(w[3] - w[2] for w in windows):
+            return False  # every window within one or two chunks: nothing to share
+        self.cache = ChunkCache(self._read, arr.shape[:2], (ch, cw), windows, budget)
+        return True
+
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        if self.cache is not None:
+            return self.cache.read(y0, y1, x0, x1)
+        return self._read(y0, y1, x0, x1)
+
+    def _read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         sel = (slice(y0, y1), slice(x0, x1), slice(0, 3))
         if not self.parallel:
             win = self.arr[sel]

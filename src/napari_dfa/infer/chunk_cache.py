@@ -1,0 +1,115 @@
+"""Decoded input chunks shared by neighbouring windows.
+
+Each window is its chunk plus a halo, so it overlaps its neighbours' windows: read
+directly, a 2112^2 window (2048 + 2 x 32) over 512-px input chunks decodes 36 chunks for
+16 chunks of core, and the chunks under the halo are decoded again by the neighbours.
+:class:`ChunkCache` decodes every input chunk once: it knows from the list of windows how
+many will use each chunk, keeps a decoded chunk only while uses remain, and forgets it
+after the last. In row-major order that holds about two rows of input chunks across the
+slide; ``budget`` bytes bound it (past the budget, chunks are decoded again as needed).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+__all__ = ["ChunkCache"]
+
+
+class _Entry:
+    __slots__ = ("data", "error", "ready")
+
+    def __init__(self) -> None:
+        self.data: np.ndarray | None = None
+        self.error: BaseException | None = None
+        self.ready = threading.Event()
+
+
+class ChunkCache:
+    """Windows of an image assembled from its decoded chunks, each decoded once.
+
+    Args:
+        read: ``read(y0, y1, x0, x1)`` -> the image's pixels there (thread-safe).
+        shape: the image's ``(H, W)``.
+        chunks: its chunk shape ``(ch, cw)``.
+        windows: every ``(y0, y1, x0, x1)`` that :meth:`read` will be asked for, each
+            as many times as it will be asked (the order does not matter).
+        budget: bytes of decoded chunks kept at most.
+    """
+
+    def __init__(
+        self,
+        read: Callable[[int, int, int, int], np.ndarray],
+        shape: tuple[int, int],
+        chunks: tuple[int, int],
+        windows: Iterable[tuple[int, int, int, int]],
+        budget: int,
+    ) -> None:
+        self._read = read
+        self.shape = (int(shape[0]), int(shape[1]))
+        self.ch, self.cw = int(chunks[0]), int(chunks[1])
+        self.budget = budget
+        self._uses = Counter(key for w in windows for key in self._keys(*w))  # uses to come
+        self._entries: dict[tuple[int, int], _Entry] = {}
+        self._lock = threading.Lock()
+        self.held = 0  # bytes of decoded chunks kept now
+        self.peak = 0
+        self.decoded = 0  # chunks decoded so far
+
+    def _keys(self, y0: int, y1: int, x0: int, x1: int):
+        for cy in range(y0 // self.ch, (y1 - 1) // self.ch + 1):
+            for cx in range(x0 // self.cw, (x1 - 1) // self.cw + 1):
+                yield cy, cx
+
+    def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """The window ``y0:y1, x0:x1`` (one of the ``windows`` given at construction)."""
+        out = None
+        for cy, cx in self._keys(y0, y1, x0, x1):
+            block = self._chunk(cy, cx)
+            by, bx = cy * self.ch, cx * self.cw
+            sy0, sy1 = max(y0, by), min(y1, by + block.shape[0])
+            sx0, sx1 = max(x0, bx), min(x1, bx + block.shape[1])
+            if out is None:
+                out = np.empty((y1 - y0, x1 - x0, *block.shape[2:]), block.dtype)
+            out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = block[sy0 - by : sy1 - by, sx0 - bx : sx1 - bx]
+        return out
+
+    def _chunk(self, cy: int, cx: int) -> np.ndarray:
+        """Chunk ``(cy, cx)`` decoded, counting one use of it."""
+        key = (cy, cx)
+        with self._lock:
+            entry = self._entries.get(key)
+            owner = entry is None
+            if owner:
+                entry = self._entries[key] = _Entry()
+        if owner:
+            try:
+                y0, x0 = cy * self.ch, cx * self.cw
+                entry.data = np.asarray(
+                    self._read(y0, min(y0 + self.ch, self.shape[0]), x0, min(x0 + self.cw, self.shape[1]))
+                )
+            except BaseException as exc:  # the readers of this chunk all see the error
+                entry.error = exc
+            with self._lock:
+                self.decoded += 1
+                if entry.data is not None:
+                    self.held += entry.data.nbytes
+                    self.peak = max(self.peak, self.held)
+            entry.ready.set()
+        else:
+            entry.ready.wait()
+        data, error = entry.data, entry.error
+        with self._lock:
+            self._uses[key] -= 1
+            done = self._uses[key] <= 0 or error is not None or self.held > self.budget
+            if done and self._entries.get(key) is entry:  # last use, or over budget (decoded again)
+                del self._entries[key]
+                if data is not None:
+                    self.held -= data.nbytes
+        if error is not None:
+            raise error
+        return data

@@ -1,0 +1,81 @@
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from napari_dfa.infer.chunk_cache import ChunkCache
+from napari_dfa.infer.tiling import chunk_grid
+
+
+class CountingImage:
+    """An image whose reads are counted (per chunk-aligned read) and can fail."""
+
+    def __init__(self, shape=(700, 530, 3), fail_at=None):
+        self.img = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+        self.reads = []
+        self.lock = threading.Lock()
+        self.fail_at = fail_at
+
+    def read(self, y0, y1, x0, x1):
+        with self.lock:
+            self.reads.append((y0, x0))
+        if (y0, x0) == self.fail_at:
+            raise OSError("truncated chunk")
+        return self.img[y0:y1, x0:x1]
+
+
+def _windows(shape, tile=128, halo=32):
+    return [(c.wy0, c.wy1, c.wx0, c.wx1) for c in chunk_grid(shape, tile, halo)]
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_windows_equal_direct_reads_and_each_chunk_is_decoded_once(threads):
+    src = CountingImage()
+    wins = _windows(src.img.shape[:2])
+    cache = ChunkCache(src.read, src.img.shape[:2], (64, 48), wins, budget=1 << 30)
+    with ThreadPoolExecutor(threads) as ex:
+        got = list(ex.map(lambda w: cache.read(*w), wins))
+    for (y0, y1, x0, x1), win in zip(wins, got):
+        assert np.array_equal(win, src.img[y0:y1, x0:x1])
+    n_chunks = -(-700 // 64) * -(-530 // 48)
+    assert len(src.reads) == len(set(src.reads)) == n_chunks  # once each, no more
+    direct = sum(len(list(cache._keys(*w))) for w in wins)
+    assert direct > 2 * n_chunks  # what reading the windows directly would have decoded
+    assert cache.held == 0 and not cache._entries  # everything forgotten after its last use
+
+
+def test_memory_stays_within_about_two_chunk_rows_in_row_major_order():
+    src = CountingImage((1024, 1024, 3))
+    wins = _windows((1024, 1024))
+    cache = ChunkCache(src.read, (1024, 1024), (64, 64), wins, budget=1 << 30)
+    for w in wins:
+        cache.read(*w)
+    row = 64 * 1024 * 3  # one row of chunks across the image
+    assert cache.peak <= 4 * row  # not the whole image (16 rows)
+
+
+def test_budget_bounds_memory_and_reads_stay_correct():
+    src = CountingImage()
+    wins = _windows(src.img.shape[:2])
+    budget = 3 * 64 * 48 * 3  # three chunks
+    cache = ChunkCache(src.read, src.img.shape[:2], (64, 48), wins, budget=budget)
+    for w in wins:
+        assert np.array_equal(cache.read(*w), src.img[w[0] : w[1], w[2] : w[3]])
+    assert cache.peak <= budget + 64 * 48 * 3 * len(list(cache._keys(*wins[0])))
+    assert len(src.reads) > len(set(src.reads))  # over budget, chunks are decoded again
+    assert cache.held == 0
+
+
+def test_a_failed_chunk_fails_every_window_over_it():
+    src = CountingImage(fail_at=(64, 48))
+    wins = _windows(src.img.shape[:2])
+    cache = ChunkCache(src.read, src.img.shape[:2], (64, 48), wins, budget=1 << 30)
+    failed = 0
+    for w in wins:
+        try:
+            cache.read(*w)
+        except OSError as exc:
+            assert "truncated" in str(exc)
+            failed += 1
+    assert failed == sum((64, 48) in [(cy * 64, cx * 48) for cy, cx in cache._keys(*w)] for w in wins) >= 1
