@@ -308,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--streams",
         type=int,
         default=0,
-        help="batches computed at once (0 = auto: 2 on a GPU or a CPU with >= 2 threads)",
+        help="batches computed at once (0 = auto: 2 on a CPU with >= 2 threads, else 1)",
     )
     r.add_argument("--no-tissue-detection", action="store_true", help="segment background chunks too")
     r.add_argument("--probabilities", choices=["uint8", "float16"], help="also store per-class probabilities")

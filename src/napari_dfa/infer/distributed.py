@@ -60,7 +60,7 @@ def _process(source: _Source, chunk, model_dir: str, fingerprint: str, cfg, writ
     from napari_dfa.infer.engine import _read_window
     from napari_dfa.infer.reader import WindowReader
 
-    win = _read_window(WindowReader(source.open(), parallel=False), chunk, scale)
+    win = _read_window(WindowReader(source.open()), chunk, scale)
     if tissue is not None:
         kept = tissue.crop(chunk, win, cfg.halo)
         if kept is None:
