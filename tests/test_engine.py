@@ -65,7 +65,7 @@ def test_any_chunking_and_dask_input_give_the_same_result(model, image, tmp_path
 
 
 def test_zarr_input_with_shared_decoded_chunks_gives_the_same_result(model, image, tmp_path, monkeypatch):
-    """A zarr image read through the decoded-chunk cache (the CPU default) segments
+    """A zarr image read through the decoded-chunk cache (``input_cache_mb``) segments
     exactly as the in-memory image, decoding each chunk once."""
     from napari_dfa.infer import chunk_cache
 
@@ -81,9 +81,9 @@ def test_zarr_input_with_shared_decoded_chunks_gives_the_same_result(model, imag
     monkeypatch.setattr(chunk_cache.ChunkCache, "__init__", spy)
     ref = _labels(run_to_end(segment(image, model, tmp_path / "ref", _cfg())).path)
     assert not caches  # nothing to share for an in-memory image
-    off = run_to_end(segment(str(tmp_path / "in.zarr"), model, tmp_path / "off", _cfg(input_cache_mb=0)))
+    off = run_to_end(segment(str(tmp_path / "in.zarr"), model, tmp_path / "off", _cfg()))  # off by default
     assert not caches and np.array_equal(_labels(off.path), ref)
-    res = run_to_end(segment(str(tmp_path / "in.zarr"), model, tmp_path / "z", _cfg()))
+    res = run_to_end(segment(str(tmp_path / "in.zarr"), model, tmp_path / "z", _cfg(input_cache_mb=64)))
     assert np.array_equal(_labels(res.path), ref)
     (cache,) = caches
     assert cache.decoded == -(-300 // 40) * -(-420 // 56) and cache.held == 0
