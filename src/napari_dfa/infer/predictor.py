@@ -122,10 +122,10 @@ class Predictor:
         """Labels (and probabilities) of each chunk's core computed on the device and
         copied to pinned host memory without waiting; one synchronisation per batch."""
         torch = self.torch
-        kind = self.cfg.probabilities
+        kind, pin = self.cfg.probabilities, self.gpu
         host = []
         for i, c in enumerate(chunks):
-            (cy, cx), pin = c.core, self.gpu
+            cy, cx = c.core
             lg = region_logits(i, (cy.start, cy.stop, cx.start, cx.stop))
             labels = self.lut_dev[lg.argmax(0)]
             lab_h = torch.empty(labels.shape, dtype=torch.uint8, pin_memory=pin)
