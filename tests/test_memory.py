@@ -51,24 +51,3 @@ def test_reuse_freed_memory_is_a_noop_without_glibc(monkeypatch):
     with memory.reuse_freed_memory():
         assert memory._active == 0
     memory.release_memory()
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux") or memory._libc() is None, reason="glibc only")
-def test_threads_reuse_each_others_freed_buffers_inside_the_context():
-    """A big buffer freed by one thread is reused by the next thread's (one shared heap),
-    instead of each new thread's heap growing by its own buffer."""
-    import threading
-
-    def in_thread(fn):
-        t = threading.Thread(target=fn)
-        t.start()
-        t.join()
-
-    with memory.reuse_freed_memory():
-        before = _rss()
-        in_thread(lambda: _big_buffer())  # allocates, touches and frees ~100 MB
-        first = _rss() - before
-        grown = []
-        in_thread(lambda: grown.append(_big_buffer()[0]))
-        assert first > 80 * MB  # kept for reuse
-        assert _rss() - before < first + 16 * MB and grown[0] < 16 * MB  # reused, not a new heap

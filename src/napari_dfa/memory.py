@@ -12,10 +12,7 @@
   time of a 2112^2 forward on a CPU. Inside this context glibc keeps freed memory in
   the heap and the next forward reuses it; on exit glibc's default values come back
   (its dynamic mmap threshold stays off, as after any ``mallopt``) and the free pages
-  are returned to the OS. All threads share one heap (arena) meanwhile: with an arena
-  per thread, the blocks one thread freed were not reused by another, and the engine's
-  peak RSS grew with the run's length (2048^2 -> 16384^2: 871 -> 1064 MB; with 2
-  arenas 781 -> 922 MB; with one 747 -> 845 MB).
+  are returned to the OS.
 
 Both are no-ops where glibc is not the allocator (macOS, Windows, musl).
 """
@@ -27,21 +24,15 @@ import ctypes
 import ctypes.util
 import functools
 import gc
-import os
 import threading
 from collections.abc import Iterator
 
 __all__ = ["release_memory", "reuse_freed_memory"]
 
 # mallopt parameters (malloc.h) and glibc's documented defaults
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -2, -4, -8
-_DEFAULTS = {
-    _M_TRIM_THRESHOLD: 128 * 1024,
-    _M_TOP_PAD: 0,
-    _M_MMAP_MAX: 65536,
-    _M_ARENA_MAX: 8 * (os.cpu_count() or 1),  # glibc's limit on 64-bit systems
-}
-_REUSE = {_M_MMAP_MAX: 0, _M_TRIM_THRESHOLD: 1 << 30, _M_TOP_PAD: 64 << 20, _M_ARENA_MAX: 1}
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_MAX = -1, -2, -4
+_DEFAULTS = {_M_TRIM_THRESHOLD: 128 * 1024, _M_TOP_PAD: 0, _M_MMAP_MAX: 65536}
+_REUSE = {_M_MMAP_MAX: 0, _M_TRIM_THRESHOLD: 1 << 30, _M_TOP_PAD: 64 << 20}
 _lock = threading.Lock()
 _active = 0
 
