@@ -27,7 +27,7 @@ def mode_downsample2(block: np.ndarray) -> np.ndarray:
     mixed = a != b
     mixed |= a != c
     mixed |= a != d
-    out = np.ascontiguousarray(a)
+    out = a.copy()  # a copy even where `a` is the block itself (one 2 x 2 block)
     if mixed.any():
         idx = np.nonzero(mixed)
         out[idx] = _mode4(a[idx], b[idx], c[idx], d[idx])
