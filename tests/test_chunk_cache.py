@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from napari_dfa.infer.chunk_cache import ChunkCache
-from napari_dfa.infer.tiling import chunk_grid
+from napari_dfa.infer.tiling import band_order, chunk_grid
 
 
 class CountingImage:
@@ -53,6 +53,33 @@ def test_memory_stays_within_about_two_chunk_rows_in_row_major_order():
         cache.read(*w)
     row = 64 * 1024 * 3  # one row of chunks across the image
     assert cache.peak <= 4 * row  # not the whole image (16 rows)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_in_bands_memory_does_not_grow_with_the_slide_and_chunks_are_decoded_about_once(threads):
+    """Read in vertical bands with ``keep_within`` about a band's windows, the cache holds
+    a few windows' chunks however wide or tall the slide, and a chunk is decoded again
+    only where two bands share it (its lifetime would span a whole band)."""
+    chunk_bytes = 64 * 64 * 3
+    per_window = 16  # a 192^2 window over 64-px chunks touches at most 4 x 4
+
+    def run(shape, keep_within):
+        src = CountingImage((*shape, 3))
+        wins = [(c.wy0, c.wy1, c.wx0, c.wx1) for c in band_order(chunk_grid(shape, 128, 32), 2)]
+        cache = ChunkCache(src.read, shape, (64, 64), wins, budget=1 << 30, keep_within=keep_within)
+        with ThreadPoolExecutor(threads) as ex:
+            got = list(ex.map(lambda win: cache.read(*win), wins))
+        for (y0, y1, x0, x1), win in zip(wins, got):
+            assert np.array_equal(win, src.img[y0:y1, x0:x1])
+        assert cache.held == 0 and not cache._entries
+        return cache.peak // chunk_bytes, len(src.reads) / (shape[0] // 64 * shape[1] // 64)
+
+    for shape in [(512, 512), (512, 2048), (2048, 2048)]:
+        peak, decodes = run(shape, 2 * 2 + threads)
+        assert peak <= (threads + 2) * per_window  # a few windows' chunks, not rows of the slide
+        assert 1 <= decodes <= 1.5
+    peak, decodes = run((2048, 2048), None)  # without lifetimes: decoded once, but the
+    assert decodes == 1 and peak > (threads + 2) * per_window  # chunks two bands share wait for the next band
 
 
 def test_budget_bounds_memory_and_reads_stay_correct():

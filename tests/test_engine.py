@@ -9,6 +9,7 @@ import zarr
 from napari_dfa.data.synthetic import generate_tissue
 from napari_dfa.errors import DFAError
 from napari_dfa.infer.engine import EngineConfig, segment
+from napari_dfa.infer.tiling import chunk_grid
 from napari_dfa.model import DFASegmenter, ModelConfig
 from napari_dfa.train import run_to_end
 
@@ -65,9 +66,10 @@ def test_any_chunking_and_dask_input_give_the_same_result(model, image, tmp_path
 
 
 def test_zarr_input_with_shared_decoded_chunks_gives_the_same_result(model, image, tmp_path, monkeypatch):
-    """A zarr image read through the decoded-chunk cache (``input_cache_mb``) segments
-    exactly as the in-memory image, decoding each chunk once."""
-    from napari_dfa.infer import chunk_cache
+    """A zarr image read through the decoded-chunk cache (``input_cache_mb``, on by
+    default) segments exactly as the in-memory image, decoding each chunk once (in one
+    band) or a little more (in bands one chunk wide), and without it."""
+    from napari_dfa.infer import chunk_cache, engine
 
     arr = zarr.create_array(str(tmp_path / "in.zarr"), shape=image.shape, chunks=(40, 56, 3), dtype="uint8")
     arr[:] = image
@@ -81,12 +83,27 @@ def test_zarr_input_with_shared_decoded_chunks_gives_the_same_result(model, imag
     monkeypatch.setattr(chunk_cache.ChunkCache, "__init__", spy)
     ref = _labels(run_to_end(segment(image, model, tmp_path / "ref", _cfg())).path)
     assert not caches  # nothing to share for an in-memory image
-    off = run_to_end(segment(str(tmp_path / "in.zarr"), model, tmp_path / "off", _cfg()))  # off by default
+    off = run_to_end(segment(str(tmp_path / "in.zarr"), model, tmp_path / "off", _cfg(input_cache_mb=0)))
     assert not caches and np.array_equal(_labels(off.path), ref)
-    res = run_to_end(segment(str(tmp_path / "in.zarr"), model, tmp_path / "z", _cfg(input_cache_mb=64)))
+    res = run_to_end(segment(str(tmp_path / "in.zarr"), model, tmp_path / "z", _cfg()))
     assert np.array_equal(_labels(res.path), ref)
     (cache,) = caches
-    assert cache.decoded == -(-300 // 40) * -(-420 // 56) and cache.held == 0
+    n_chunks = -(-300 // 40) * -(-420 // 56)
+    assert cache.decoded == n_chunks and cache.held == 0
+    # narrow bands (4 input chunks, 7 output chunks of 32 px): chunks that two bands
+    # share are decoded again for the second, still far fewer times than window by window
+    monkeypatch.setattr(engine, "BAND_PX", 32)
+    small = {"tile": 32, "halo": 32}
+    a = _labels(
+        run_to_end(segment(str(tmp_path / "in.zarr"), model, tmp_path / "b0", _cfg(input_cache_mb=0, **small))).path
+    )
+    b = _labels(run_to_end(segment(str(tmp_path / "in.zarr"), model, tmp_path / "b1", _cfg(**small))).path)
+    assert np.array_equal(a, b)
+    direct = sum(  # input chunks under each window
+        ((c.wy1 - 1) // 40 - c.wy0 // 40 + 1) * ((c.wx1 - 1) // 56 - c.wx0 // 56 + 1)
+        for c in chunk_grid((300, 420), 32, 32)
+    )
+    assert n_chunks < caches[-1].decoded < direct / 2 and caches[-1].held == 0
 
 
 def test_blended_subtiles_match_single_windows(model, image, tmp_path):
@@ -230,6 +247,29 @@ def test_cancel_leaves_no_complete_store_and_resume_is_identical(model, image, t
     assert res.resumed >= 3 and events2[0].resumed >= 3
     assert np.array_equal(_labels(res.path), ref)
     assert not partial.exists()
+
+
+def test_cancel_drops_the_queued_batch(model, image, tmp_path, monkeypatch):
+    """One batch more than the streams waits in the queue (so a stream never idles);
+    cancelling drops it: only the batch computing at the time finishes."""
+    import time
+
+    from napari_dfa.infer import predictor
+
+    calls = []
+    real = predictor.Predictor.__call__
+
+    def slow(self, chunks, windows):
+        calls.append(len(chunks))
+        time.sleep(0.2)
+        return real(self, chunks, windows)
+
+    monkeypatch.setattr(predictor.Predictor, "__call__", slow)
+    gen = segment(image, model, tmp_path / "c.zarr", _cfg(streams=1))
+    ev = next(gen)  # the first batch is done, the second computing, the third queued
+    gen.close()
+    time.sleep(0.3)
+    assert ev.done == 1 and len(calls) == 2
 
 
 def test_existing_outputs_are_protected(model, image, tmp_path):

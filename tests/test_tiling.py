@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from napari_dfa.infer.tiling import ALIGN, blend_weights, chunk_grid, subtiles
+from napari_dfa.infer.tiling import ALIGN, band_order, blend_weights, chunk_grid, subtiles
 
 
 def _coverage(shape, chunks):
@@ -75,6 +75,23 @@ def test_blend_weights(mode):
         assert w[32, 48] > w[0, 0] and w[32, 48] > w[32, 0]
     with pytest.raises(ValueError):
         blend_weights((4, 4), "triangle")
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=st.integers(1, 9), cols=st.integers(1, 9), band=st.integers(1, 10))
+def test_band_order_is_a_permutation_in_bands_of_rows(rows, cols, band):
+    chunks = chunk_grid((rows * 32, cols * 32), 32, 0)
+    order = band_order(chunks, band)
+    assert sorted(order, key=lambda c: c.index) == sorted(chunks, key=lambda c: c.index)
+    idx = [c.index for c in order]
+    bands = [j // band for _, j in idx]
+    assert bands == sorted(bands)  # one band after the other, left to right
+    for b in set(bands):  # each band row by row, left to right within a row
+        assert [ij for ij in idx if ij[1] // band == b] == sorted(ij for ij in idx if ij[1] // band == b)
+    if band >= cols:
+        assert idx == [c.index for c in chunks]  # one band: row-major
+    with pytest.raises(ValueError, match="band"):
+        band_order(chunks, 0)
 
 
 def test_bad_tile_or_halo_is_refused():

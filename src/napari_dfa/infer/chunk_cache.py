@@ -3,16 +3,19 @@
 Each window is its chunk plus a halo, so it overlaps its neighbours' windows: read
 directly, a 2112^2 window (2048 + 2 x 32) over 512-px input chunks decodes 36 chunks for
 16 chunks of core, and the chunks under the halo are decoded again by the neighbours.
-:class:`ChunkCache` decodes every input chunk once: it knows from the list of windows how
-many will use each chunk, keeps a decoded chunk only while uses remain, and forgets it
-after the last. In row-major order that holds about two rows of input chunks across the
-slide; ``budget`` bytes bound it (past the budget, chunks are decoded again as needed).
+:class:`ChunkCache` decodes every input chunk once per *lifetime*: it knows from the
+windows, in the order they will be read, which ones use each chunk, keeps a decoded chunk
+from one use to the next only while at most ``keep_within`` windows lie between them,
+and forgets it after the last use of the lifetime. Read in vertical bands
+(:func:`napari_dfa.infer.tiling.band_order`) that holds a few rows of a band's input
+chunks, the same for any slide size; ``budget`` bytes bound it in any case (past the
+budget, chunks are decoded again as needed).
 """
 
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import deque
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -37,8 +40,11 @@ class ChunkCache:
         shape: the image's ``(H, W)``.
         chunks: its chunk shape ``(ch, cw)``.
         windows: every ``(y0, y1, x0, x1)`` that :meth:`read` will be asked for, each
-            as many times as it will be asked (the order does not matter).
+            as many times as it will be asked, in about the order it will be asked
+            (the order only decides how long chunks are kept, never what is read).
         budget: bytes of decoded chunks kept at most.
+        keep_within: keep a decoded chunk between two of its uses only if at most this
+            many windows lie between them (else it is decoded again); ``None``: always.
     """
 
     def __init__(
@@ -48,17 +54,34 @@ class ChunkCache:
         chunks: tuple[int, int],
         windows: Iterable[tuple[int, int, int, int]],
         budget: int,
+        keep_within: int | None = None,
     ) -> None:
         self._read = read
         self.shape = (int(shape[0]), int(shape[1]))
         self.ch, self.cw = int(chunks[0]), int(chunks[1])
         self.budget = budget
-        self._uses = Counter(key for w in windows for key in self._keys(*w))  # uses to come
+        self._lifetimes = self._plan(windows, keep_within)  # per chunk: uses in each lifetime to come
         self._entries: dict[tuple[int, int], _Entry] = {}
         self._lock = threading.Lock()
         self.held = 0  # bytes of decoded chunks kept now
         self.peak = 0
         self.decoded = 0  # chunks decoded so far
+
+    def _plan(self, windows, keep_within: int | None) -> dict[tuple[int, int], deque]:
+        """Per chunk, the number of uses in each of its lifetimes, in order."""
+        lifetimes: dict[tuple[int, int], deque] = {}
+        last: dict[tuple[int, int], int] = {}
+        for i, w in enumerate(windows):
+            for key in self._keys(*w):
+                uses = lifetimes.get(key)
+                if uses is None:
+                    lifetimes[key] = deque([1])
+                elif keep_within is not None and i - last[key] > keep_within + 1:
+                    uses.append(1)  # too far from the previous use: a new lifetime
+                else:
+                    uses[-1] += 1
+                last[key] = i
+        return lifetimes
 
     def _keys(self, y0: int, y1: int, x0: int, x1: int):
         for cy in range(y0 // self.ch, (y1 - 1) // self.ch + 1):
@@ -104,9 +127,15 @@ class ChunkCache:
             entry.ready.wait()
         data, error = entry.data, entry.error
         with self._lock:
-            self._uses[key] -= 1
-            done = self._uses[key] <= 0 or error is not None or self.held > self.budget
-            if done and self._entries.get(key) is entry:  # last use, or over budget (decoded again)
+            uses = self._lifetimes.get(key)
+            last = True  # a window that was not announced: nothing to keep it for
+            if uses:
+                uses[0] -= 1
+                last = uses[0] <= 0
+                if last:
+                    uses.popleft()
+            done = last or error is not None or self.held > self.budget
+            if done and self._entries.get(key) is entry:  # lifetime over, or over budget (decoded again)
                 del self._entries[key]
                 if data is not None:
                     self.held -= data.nbytes

@@ -20,9 +20,11 @@ class WindowReader:
         self.arr = arr
         self.cache = None
 
-    def share_chunks(self, windows, budget: int) -> bool:
+    def share_chunks(self, windows, budget: int, keep_within: int | None = None) -> bool:
         """Decode each input chunk once for all of ``windows`` (every ``(y0, y1, x0, x1)``
-        to be read), keeping at most ``budget`` bytes of decoded chunks. Only for zarr
+        to be read, in about the order they will be read), keeping at most ``budget``
+        bytes of decoded chunks, each only between uses at most ``keep_within`` windows
+        apart (see :class:`~napari_dfa.infer.chunk_cache.ChunkCache`). Only for zarr
         arrays with chunks smaller than the windows; returns whether it applies."""
         import zarr
 
@@ -35,7 +37,7 @@ class WindowReader:
         ch, cw = (int(c) for c in arr.chunks[:2])
         if ch >= max(w[1] - w[0] for w in windows) and cw >= max(w[3] - w[2] for w in windows):
             return False  # every window within one or two chunks: nothing to share
-        self.cache = ChunkCache(self._read, arr.shape[:2], (ch, cw), windows, budget)
+        self.cache = ChunkCache(self._read, arr.shape[:2], (ch, cw), windows, budget, keep_within)
         return True
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ALIGN", "Chunk", "blend_weights", "chunk_grid", "subtiles"]
+__all__ = ["ALIGN", "Chunk", "band_order", "blend_weights", "chunk_grid", "subtiles"]
 
 ALIGN = 32  # the model's coarsest stride: window origins stay on this grid
 
@@ -96,6 +96,16 @@ def chunk_grid(shape: tuple[int, int], tile: int, halo: int) -> list[Chunk]:
             x1 = min(x0 + tile, w)
             out.append(Chunk((i, j), y0, y1, x0, x1, wy0, wy1, *_window(x0, x1, w, tile, halo)))
     return out
+
+
+def band_order(chunks: list[Chunk], band: int) -> list[Chunk]:
+    """``chunks`` in vertical bands of ``band`` chunk columns, left to right, each band
+    row by row: consecutive windows share their input, and what a band shares with the
+    band below it is at most ``band`` chunks away however wide the slide (row-major over
+    the whole width it would be a whole row of the slide away)."""
+    if band < 1:
+        raise ValueError(f"band must be >= 1 chunk, got {band}")
+    return sorted(chunks, key=lambda c: (c.index[1] // band, c.index[0], c.index[1]))
 
 
 def _window(a: int, b: int, n: int, tile: int, halo: int) -> tuple[int, int]:
