@@ -7,7 +7,9 @@ JSON (one line per measure as it goes, then the whole).
 Default size: 16384^2 on a GPU, 4096^2 on a CPU (zarr input with 512-px zstd chunks, as
 ``tiled_inference.py``; tissue detection off). ``engine_numpy_in`` reads from memory
 (no decoding), ``engine_nopyr`` writes no pyramid: the gaps to ``engine_default`` are
-what input decoding and the pyramid cost.
+what input decoding and the pyramid cost. ``engine_null_model`` runs the engine with a
+model that costs nothing (zero logits of the right shape): the host side's own limit
+(reading, decoding, readout, writing, pyramid), what a GPU fast enough would leave.
 """
 
 from __future__ import annotations
@@ -25,6 +27,31 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tiled_inference import make_zarr, raw_speed  # noqa: E402
+
+
+class NullModel:
+    """The engine's view of ``model`` with a forward pass that costs nothing: zero
+    stride-4 logits of the shape the model would give."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.num_classes = model.num_classes
+        self.config = model.config
+
+    def state_dict(self):
+        return self.model.state_dict()
+
+    def to(self, device):
+        return self
+
+    def eval(self):
+        return self
+
+    def predict_coarse(self, x):
+        import torch
+
+        b, _, h, w = x.shape
+        return torch.zeros(b, self.num_classes, -(-h // 32) * 8, -(-w // 32) * 8, device=x.device)
 
 
 def main() -> None:
@@ -89,10 +116,10 @@ def main() -> None:
 
     img = open_image(inp)
 
-    def engine(name, image=img, **kw):
+    def engine(name, image=img, model_=model, **kw):
         cfg = EngineConfig(device=args.device, tissue_detection=False, overwrite=True, **kw)
         t = time.perf_counter()
-        r = run_to_end(segment(image, model, cache / "variants_out.zarr", cfg))
+        r = run_to_end(segment(image, model_, cache / "variants_out.zarr", cfg))
         el = time.perf_counter() - t
         say("engine_" + name, {"mpx_s": round(n * n / el / 1e6, 1), "s": round(el, 2), "dev": r.device})
 
@@ -109,6 +136,8 @@ def main() -> None:
     engine("input_cache_256", input_cache_mb=256)
     engine("tile1024_bs16" if gpu else "tile1024", tile=1024, batch_size=16 if gpu else 0)
     engine("numpy_in", image=np.asarray(arr[:]))
+    engine("null_model", model_=NullModel(model))
+    engine("null_model_input_cache_off", model_=NullModel(model), input_cache_mb=0)
     if gpu:
         say("gpu_peak_mb", round(torch.cuda.max_memory_allocated() / 2**20))
     text = json.dumps(res, indent=2)
