@@ -300,6 +300,39 @@ def test_tissue_detection_skips_glass(model, tmp_path):
     assert (lab[:, 256:] == 0).all() and (lab[:, :256] > 0).all()
 
 
+def test_glass_on_a_pyramid_level_is_skipped_without_reading_it(model, tmp_path, monkeypatch):
+    """With a pyramid, chunks that are glass on a low-resolution level are skipped before
+    their full-resolution windows are read; the labels equal those of the same image
+    without a pyramid (where every window is read and tested at full resolution)."""
+    from napari_dfa.infer import engine
+    from napari_dfa.infer.tiling import chunk_grid
+    from napari_dfa.infer.tissue import TissueDetector
+    from napari_dfa.io.pyramid import mean_downsample2
+
+    img = np.full((768, 1024, 3), 245, np.uint8)  # glass right of x = 400
+    img[:, :400] = generate_tissue((768, 400), seed=6).image
+    levels = [img]
+    while max(levels[-1].shape[:2]) > 128:  # (H, W, 3) -> channels first for the mean
+        levels.append(mean_downsample2(levels[-1].transpose(2, 0, 1)).transpose(1, 2, 0))
+    det = TissueDetector.from_levels(levels)
+    assert det.low_res is not None and det.low_res.shape == levels[1].shape[:2]  # the finest small level
+    grid = chunk_grid(img.shape[:2], 256, 32)
+    assert [c.index[1] for c in grid if det.is_glass(c)] == [2, 3] * 3  # x >= 512: glass
+    assert not TissueDetector.from_levels([img]).is_glass(grid[-1])  # no pyramid: no pre-pass
+
+    reads = []
+    real = engine._read_window
+    monkeypatch.setattr(engine, "_read_window", lambda r, c, s: reads.append(c.index) or real(r, c, s))
+    cfg = _cfg(tile=256, halo=32, tissue_detection=True)
+    pyr = run_to_end(segment(levels, model, tmp_path / "pyr", cfg))
+    assert sorted(reads) == sorted(c.index for c in grid if c.index[1] < 2)
+    reads.clear()
+    flat = run_to_end(segment(img, model, tmp_path / "flat", cfg))
+    assert len(reads) == len(grid)  # without a pyramid every window is read
+    assert pyr.skipped == flat.skipped == 6 and pyr.tiles == flat.tiles == 12
+    assert np.array_equal(_labels(pyr.path), _labels(flat.path))
+
+
 def test_partly_covered_chunks_compute_only_their_tissue(model, tmp_path):
     from napari_dfa.infer.tiling import chunk_grid
     from napari_dfa.infer.tissue import TissueDetector
