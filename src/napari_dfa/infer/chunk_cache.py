@@ -42,7 +42,8 @@ class ChunkCache:
         windows: every ``(y0, y1, x0, x1)`` that :meth:`read` will be asked for, each
             as many times as it will be asked, in about the order it will be asked
             (the order only decides how long chunks are kept, never what is read).
-        budget: bytes of decoded chunks kept at most.
+        budget: bytes of decoded chunks kept at most (plus the chunks of the windows
+            being read: a window's chunks are decoded together, then dropped if over).
         keep_within: keep a decoded chunk between two of its uses only if at most this
             many windows lie between them (else it is decoded again); ``None``: always.
     """
@@ -89,42 +90,67 @@ class ChunkCache:
                 yield cy, cx
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        """The window ``y0:y1, x0:x1`` (one of the ``windows`` given at construction)."""
-        out = None
-        for cy, cx in self._keys(y0, y1, x0, x1):
-            block = self._chunk(cy, cx)
-            by, bx = cy * self.ch, cx * self.cw
+        """The window ``y0:y1, x0:x1`` (one of the ``windows`` given at construction).
+        The window's chunks that no other read holds or is decoding are read together
+        (one read per rectangle of them, so the store decodes them concurrently)."""
+        keys = list(self._keys(y0, y1, x0, x1))
+        entries, owned = [], []
+        with self._lock:
+            for key in keys:
+                entry = self._entries.get(key)
+                if entry is None:
+                    entry = self._entries[key] = _Entry()
+                    owned.append((key, entry))
+                entries.append(entry)
+        if owned:
+            self._decode(owned)
+        out, error = None, None
+        for key, entry in zip(keys, entries):  # every use is counted, even after an error
+            block, err = self._use(key, entry)
+            error = error or err
+            if block is None:
+                continue
+            by, bx = key[0] * self.ch, key[1] * self.cw
             sy0, sy1 = max(y0, by), min(y1, by + block.shape[0])
             sx0, sx1 = max(x0, bx), min(x1, bx + block.shape[1])
             if out is None:
                 out = np.empty((y1 - y0, x1 - x0, *block.shape[2:]), block.dtype)
             out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = block[sy0 - by : sy1 - by, sx0 - bx : sx1 - bx]
+        if error is not None:
+            raise error
         return out
 
-    def _chunk(self, cy: int, cx: int) -> np.ndarray:
-        """Chunk ``(cy, cx)`` decoded, counting one use of it."""
-        key = (cy, cx)
-        with self._lock:
-            entry = self._entries.get(key)
-            owner = entry is None
-            if owner:
-                entry = self._entries[key] = _Entry()
-        if owner:
-            try:
-                y0, x0 = cy * self.ch, cx * self.cw
-                entry.data = np.asarray(
-                    self._read(y0, min(y0 + self.ch, self.shape[0]), x0, min(x0 + self.cw, self.shape[1]))
-                )
-            except BaseException as exc:  # the readers of this chunk all see the error
-                entry.error = exc
-            with self._lock:
-                self.decoded += 1
-                if entry.data is not None:
-                    self.held += entry.data.nbytes
-                    self.peak = max(self.peak, self.held)
-            entry.ready.set()
-        else:
-            entry.ready.wait()
+    def _decode(self, owned: list) -> None:
+        """Decode the chunks of ``owned`` (``(key, entry)`` in row-major order): one read
+        per rectangle of them, each chunk copied out (they live and go separately)."""
+        try:
+            for (cy0, cy1, cx0, cx1), group in _rectangles(owned):
+                ys, ye = cy0 * self.ch, min(cy1 * self.ch, self.shape[0])
+                xs, xe = cx0 * self.cw, min(cx1 * self.cw, self.shape[1])
+                try:
+                    region, error = np.asarray(self._read(ys, ye, xs, xe)), None
+                except BaseException as exc:  # the readers of these chunks all see the error
+                    region, error = None, exc
+                for (cy, cx), entry in group:
+                    if region is not None:
+                        oy, ox = cy * self.ch - ys, cx * self.cw - xs
+                        entry.data = region[oy : oy + self.ch, ox : ox + self.cw].copy()
+                    entry.error = error
+                    with self._lock:
+                        self.decoded += 1
+                        if entry.data is not None:
+                            self.held += entry.data.nbytes
+                            self.peak = max(self.peak, self.held)
+                    entry.ready.set()
+        finally:  # never leave a reader waiting
+            for _, entry in owned:
+                if not entry.ready.is_set():
+                    entry.error = entry.error or RuntimeError("chunk was not decoded")
+                    entry.ready.set()
+
+    def _use(self, key: tuple[int, int], entry: _Entry):
+        """Wait for ``entry``, count one use of chunk ``key``; ``(data, error)``."""
+        entry.ready.wait()
         data, error = entry.data, entry.error
         with self._lock:
             uses = self._lifetimes.get(key)
@@ -139,6 +165,24 @@ class ChunkCache:
                 del self._entries[key]
                 if data is not None:
                     self.held -= data.nbytes
-        if error is not None:
-            raise error
-        return data
+        return data, error
+
+
+def _rectangles(owned: list):
+    """``owned`` (``((cy, cx), entry)`` in row-major order) as rectangles of chunks:
+    ``((cy0, cy1, cx0, cx1), members)``; the whole box when they fill it, else runs of
+    consecutive chunks row by row."""
+    ys = [k[0] for k, _ in owned]
+    xs = [k[1] for k, _ in owned]
+    box = (min(ys), max(ys) + 1, min(xs), max(xs) + 1)
+    if len(owned) == (box[1] - box[0]) * (box[3] - box[2]):
+        yield box, owned
+        return
+    run: list = []
+    for item in owned:
+        (cy, cx), _ = item
+        if run and (cy != run[-1][0][0] or cx != run[-1][0][1] + 1):
+            yield (run[0][0][0], run[0][0][0] + 1, run[0][0][1], run[-1][0][1] + 1), run
+            run = []
+        run.append(item)
+    yield (run[0][0][0], run[0][0][0] + 1, run[0][0][1], run[-1][0][1] + 1), run
