@@ -324,8 +324,14 @@ def test_glass_on_a_pyramid_level_is_skipped_without_reading_it(model, tmp_path,
     real = engine._read_window
     monkeypatch.setattr(engine, "_read_window", lambda r, c, s: reads.append(c.index) or real(r, c, s))
     cfg = _cfg(tile=256, halo=32, tissue_detection=True)
-    pyr = run_to_end(segment(levels, model, tmp_path / "pyr", cfg))
+    events = []
+    pyr = run_to_end(segment(levels, model, tmp_path / "pyr", cfg), events.append)
     assert sorted(reads) == sorted(c.index for c in grid if c.index[1] < 2)
+    # the glass costs no time: it does not count in the rate or the time left
+    assert events[0].done == events[0].skipped == 6 and events[0].estimating and events[0].mpx_per_s == 0
+    computed_px = 6 * 256 * 256
+    assert all(e.mpx_per_s <= computed_px / e.elapsed / 1e6 + 1e-9 for e in events[1:])
+    assert not any(e.estimating for e in events[1:])
     reads.clear()
     flat = run_to_end(segment(img, model, tmp_path / "flat", cfg))
     assert len(reads) == len(grid)  # without a pyramid every window is read

@@ -203,7 +203,8 @@ def cmd_predict(args) -> int:
     def show(ev) -> None:
         progress(
             f"tiles {ev.done}/{ev.total} ({ev.skipped} background, {ev.resumed} resumed)  "
-            f"{ev.mpx_per_s:.2f} MP/s  ~{ev.eta:.0f}s left  ({ev.device})",
+            + ("estimating speed  " if ev.estimating else f"{ev.mpx_per_s:.2f} MP/s  ~{ev.eta:.0f}s left  ")
+            + f"({ev.device})",
             ev.fraction,
         )
 

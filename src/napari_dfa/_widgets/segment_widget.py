@@ -233,8 +233,9 @@ class SegmentWidget(Container):
                 self._pbar.total = ev.total
             self._pbar.update(ev.done - self._pbar.n)
         self.status.value = (
-            f"tiles {ev.done}/{ev.total} ({ev.skipped} background) \u00b7 {ev.mpx_per_s:.2f} MP/s "
-            f"\u00b7 ETA {ev.eta:.0f} s \u00b7 device: {ev.device}"
+            f"tiles {ev.done}/{ev.total} ({ev.skipped} background) \u00b7 "
+            + ("estimating speed" if ev.estimating else f"{ev.mpx_per_s:.2f} MP/s \u00b7 ETA {ev.eta:.0f} s")
+            + f" \u00b7 device: {ev.device}"
         )
 
     def _on_result(self, result: Any) -> None:

@@ -126,6 +126,11 @@ class TileProgress:
     def fraction(self) -> float:
         return self.done / max(self.total, 1)
 
+    @property
+    def estimating(self) -> bool:
+        """No chunk computed in this run yet: no rate or time left to show."""
+        return self.done < self.total and self.eta <= 0
+
 
 @dataclass
 class SegmentResult:
@@ -334,11 +339,15 @@ def segment(
                 return
             reads.append(readers.submit(read, c))
 
+    glass_px = sum(c.pixels for c in glass)
+
     def progress() -> TileProgress:
+        """Rate and ETA from the chunks read in this run (glass skipped up front costs
+        no time: counting it would show a huge rate and too short an ETA)."""
         el = time.perf_counter() - t0
-        rate = px / el / 1e6 if el > 0 else 0.0
-        new_done = done - resumed
-        eta = el / new_done * (total - done) if new_done else 0.0
+        rate = (px - glass_px) / el / 1e6 if el > 0 else 0.0
+        new_done = done - resumed - len(glass)
+        eta = el / new_done * (total - done) if new_done > 0 else 0.0
         return TileProgress(done, total, skipped, resumed, rate, el, eta, dev_name)
 
     def finish_oldest() -> None:
@@ -367,7 +376,7 @@ def segment(
         try:
             for c in glass:
                 store.mark_done(c.index)  # nothing to write: the fill value is 0 (no tissue)
-            done, skipped, px = done + len(glass), len(glass), sum(c.pixels for c in glass)
+            done, skipped, px = done + len(glass), len(glass), glass_px
             if glass:
                 yield progress()
             refill()
