@@ -4,7 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from napari_dfa.infer.chunk_cache import ChunkCache
+from napari_dfa.infer.chunk_cache import ChunkCache, _rectangles
 from napari_dfa.infer.tiling import band_order, chunk_grid
 
 
@@ -117,3 +117,37 @@ def test_a_failed_chunk_fails_every_window_over_it():
     over = [w for w in wins if (64, 48) in [(cy * 64, cx * 48) for cy, cx in cache._keys(*w)]]
     assert over and all(w in failed for w in over)
     assert len(failed) < len(wins) and cache.held == 0 and not cache._entries
+
+
+def test_chunks_are_read_in_rectangles_of_bounded_size():
+    def rects(keys, cap):
+        return [(box, [k for k, _ in members]) for box, members in _rectangles([(k, None) for k in keys], cap)]
+
+    full = [(y, x) for y in range(2, 4) for x in range(5, 8)]
+    assert rects(full, 6) == [((2, 4, 5, 8), full)]  # a filled box: one read
+    # over the cap: row runs, cut to the cap (a striped TIFF's chunks span the slide)
+    assert rects(full, 2) == [
+        ((2, 3, 5, 7), full[:2]),
+        ((2, 3, 7, 8), full[2:3]),
+        ((3, 4, 5, 7), full[3:5]),
+        ((3, 4, 7, 8), full[5:]),
+    ]
+    ell = [(0, 0), (0, 1), (0, 2), (1, 0), (2, 0), (2, 2)]  # not a box: row runs
+    assert rects(ell, 100) == [
+        ((0, 1, 0, 3), ell[:3]),
+        ((1, 2, 0, 1), ell[3:4]),
+        ((2, 3, 0, 1), ell[4:5]),
+        ((2, 3, 2, 3), ell[5:]),
+    ]
+
+
+def test_reads_capped_to_single_chunks_give_the_same_windows(monkeypatch):
+    from napari_dfa.infer import chunk_cache
+
+    monkeypatch.setattr(chunk_cache, "READ_BYTES", 1)  # every chunk read alone
+    src = CountingImage()
+    wins = _windows(src.img.shape[:2])
+    cache = ChunkCache(src.read, src.img.shape[:2], (64, 48), wins, budget=1 << 30)
+    for w in wins:
+        assert np.array_equal(cache.read(*w), src.img[w[0] : w[1], w[2] : w[3]])
+    assert src.calls == len(src.reads) == len(set(src.reads)) == -(-700 // 64) * -(-530 // 48)

@@ -20,7 +20,9 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-__all__ = ["ChunkCache"]
+__all__ = ["READ_BYTES", "ChunkCache"]
+
+READ_BYTES = 32 << 20  # chunks read together at most (as 8-bit RGB)
 
 
 class _Entry:
@@ -124,7 +126,8 @@ class ChunkCache:
         """Decode the chunks of ``owned`` (``(key, entry)`` in row-major order): one read
         per rectangle of them, each chunk copied out (they live and go separately)."""
         try:
-            for (cy0, cy1, cx0, cx1), group in _rectangles(owned):
+            # at most READ_BYTES per read (chunks of a striped TIFF can span the slide)
+            for (cy0, cy1, cx0, cx1), group in _rectangles(owned, max(1, READ_BYTES // (self.ch * self.cw * 3))):
                 ys, ye = cy0 * self.ch, min(cy1 * self.ch, self.shape[0])
                 xs, xe = cx0 * self.cw, min(cx1 * self.cw, self.shape[1])
                 try:
@@ -168,21 +171,23 @@ class ChunkCache:
         return data, error
 
 
-def _rectangles(owned: list):
-    """``owned`` (``((cy, cx), entry)`` in row-major order) as rectangles of chunks:
-    ``((cy0, cy1, cx0, cx1), members)``; the whole box when they fill it, else runs of
-    consecutive chunks row by row."""
+def _rectangles(owned: list, max_chunks: int):
+    """``owned`` (``((cy, cx), entry)`` in row-major order) as rectangles of at most
+    ``max_chunks`` chunks: ``((cy0, cy1, cx0, cx1), members)``; the whole box when they
+    fill it, else runs of consecutive chunks row by row (cut to ``max_chunks``)."""
     ys = [k[0] for k, _ in owned]
     xs = [k[1] for k, _ in owned]
     box = (min(ys), max(ys) + 1, min(xs), max(xs) + 1)
-    if len(owned) == (box[1] - box[0]) * (box[3] - box[2]):
+    if len(owned) == (box[1] - box[0]) * (box[3] - box[2]) <= max_chunks:
         yield box, owned
         return
-    run: list = []
+    runs: list = []
     for item in owned:
         (cy, cx), _ = item
-        if run and (cy != run[-1][0][0] or cx != run[-1][0][1] + 1):
-            yield (run[0][0][0], run[0][0][0] + 1, run[0][0][1], run[-1][0][1] + 1), run
-            run = []
-        run.append(item)
-    yield (run[0][0][0], run[0][0][0] + 1, run[0][0][1], run[-1][0][1] + 1), run
+        last = runs[-1][-1][0] if runs else None
+        if last is None or cy != last[0] or cx != last[1] + 1 or len(runs[-1]) >= max_chunks:
+            runs.append([])
+        runs[-1].append(item)
+    for run in runs:
+        (cy, cx0), (_, cx1) = run[0][0], run[-1][0]
+        yield (cy, cy + 1, cx0, cx1 + 1), run
