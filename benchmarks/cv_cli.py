@@ -23,6 +23,7 @@ from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
+from _out import emit  # benchmarks/ is sys.path[0] when run as a script
 
 from napari_dfa.data.scribbles import make_scribbles
 
@@ -159,10 +160,7 @@ def main() -> None:
         "folds": results,
         "total_seconds": round(time.time() - t_all, 1),
     }
-    text = json.dumps(summary, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    emit(summary, args.json)
     print("\n| fold | " + " | ".join(classes) + " | mean Dice | train s |")
     print("|---|" + "---|" * (len(classes) + 2))
     for r in results:

@@ -13,13 +13,12 @@ error ``1 - Dice`` on held-out images; DFA models give the learned bias ``b_c``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
+from _out import emit  # benchmarks/ is sys.path[0] when run as a script
 from scipy.stats import spearmanr
 
 VARIANTS = {
@@ -123,11 +122,7 @@ def main() -> None:
         summary["mean"][name]["bias"] = np.mean([v["bias"] for v in vs], axis=0).round(3).tolist()
         summary["mean"][name]["bias_init"] = np.mean([v["bias_init"] for v in vs], axis=0).round(3).tolist()
     summary["mean"]["error_plain"] = np.mean([r["error_plain"] for r in runs], axis=0).round(3).tolist()
-    text = json.dumps(summary, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(text + "\n")
+    emit(summary, args.json)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _out import emit  # noqa: E402
 from tiled_inference import make_zarr, raw_speed  # noqa: E402
 
 
@@ -140,10 +141,7 @@ def main() -> None:
     engine("null_model_input_cache_off", model_=NullModel(model), input_cache_mb=0)
     if gpu:
         say("gpu_peak_mb", round(torch.cuda.max_memory_allocated() / 2**20))
-    text = json.dumps(res, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    emit(res, args.json)
 
 
 if __name__ == "__main__":

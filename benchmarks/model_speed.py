@@ -16,6 +16,7 @@ import json
 import time
 
 import torch
+from _out import emit  # benchmarks/ is sys.path[0] when run as a script
 
 from napari_dfa.device import describe_device, resolve_device
 from napari_dfa.model import DFASegmenter, ModelConfig
@@ -66,11 +67,7 @@ def main() -> None:
         "ratio_to_none": {p: round(tps[p] / tps["none"], 3) for p in ("query", "key")},
         "bias_cost_pct": {p: round(100 * (1 - tps[p] / tps["none"]), 1) for p in ("query", "key")},
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as fh:
-            fh.write(text + "\n")
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

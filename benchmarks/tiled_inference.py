@@ -46,6 +46,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _out import emit  # benchmarks/ is sys.path[0] when run as a script
 
 HERE = Path(__file__).resolve().parent
 
@@ -449,10 +450,7 @@ def main() -> None:
         result[f"tissue_seconds_on{key}"] = round(on["seconds"], 2)
         result[f"tissue_skipped_tiles{key}"] = f"{on['skipped']}/{on['tiles']}"
         result[f"tissue_speedup{key}"] = round(off["seconds"] / on["seconds"], 2)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n")
+    emit(result, args.json)
 
 
 if __name__ == "__main__":
