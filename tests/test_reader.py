@@ -38,3 +38,5 @@ def test_shared_chunks_apply_to_chunked_zarr_only(tmp_path):
     assert not WindowReader(img).share_chunks(windows, 1 << 20)  # in memory: nothing to decode
     assert not WindowReader(arr).share_chunks(windows, 0)  # budget 0 = off
     assert not WindowReader(arr).share_chunks([(0, 60, 0, 40)], 1 << 20)  # windows within a chunk
+    assert WindowReader(arr).chunk_width == 48 and WindowReader(img).chunk_width == 0
+    assert WindowReader(da.from_array(img, chunks=(50, (30, 130, 100), 4))).chunk_width == 130

@@ -195,15 +195,6 @@ def _scale_for(arr, levels=None) -> float:
     raise InputError(f"image dtype {dt} is not supported; use 8-bit RGB (or uint16 / float in [0, 1])")
 
 
-def _input_chunk_width(arr) -> int:
-    """The width of the input's chunks (zarr or dask), 0 if it has none."""
-    chunks = getattr(arr, "chunks", None)
-    if not chunks or len(chunks) < 2:
-        return 0
-    c = chunks[1]
-    return int(max(c)) if isinstance(c, tuple) else int(c)
-
-
 def _read_window(reader: WindowReader, chunk, scale: float) -> np.ndarray:
     try:
         win = np.asarray(reader.read(chunk.wy0, chunk.wy1, chunk.wx0, chunk.wx1))
@@ -289,7 +280,8 @@ def segment(
         return (yield from run_on_cluster(client, image, level, model, store, chunks, cfg, tissue, meta, pixel_size))
 
     # chunks across a band: >= BAND_PX and >= 4 input chunks (bands share input chunks at their edges)
-    band = max(1, max(BAND_PX, 4 * _input_chunk_width(source_arr)) // cfg.tile)
+    reader = WindowReader(source_arr)
+    band = max(1, max(BAND_PX, 4 * reader.chunk_width) // cfg.tile)
     todo = band_order([c for c in chunks if not store.is_done(c.index)], band)
     # clearly glass on a low-resolution level: skipped without reading its window
     glass = [c for c in todo if tissue.is_glass(c)] if tissue is not None else []
@@ -302,7 +294,6 @@ def segment(
     threads = torch_threads()
     streams = max(1, cfg.streams or auto_streams(device, threads))
     dev_name = describe_device(device, streams)
-    reader = WindowReader(source_arr)
     if cfg.input_cache_mb > 0:
         # a chunk shared by two rows of a band is used again within about a band's
         # windows (plus the reads running out of order); across bands it is decoded again

@@ -20,6 +20,15 @@ class WindowReader:
         self.arr = arr
         self.cache = None
 
+    @property
+    def chunk_width(self) -> int:
+        """The width of the input's chunks (zarr or dask), 0 for an unchunked array."""
+        chunks = getattr(self.arr, "chunks", None)
+        if not chunks or len(chunks) < 2:
+            return 0
+        c = chunks[1]
+        return int(max(c)) if isinstance(c, tuple) else int(c)
+
     def share_chunks(self, windows, budget: int, keep_within: int | None = None) -> bool:
         """Decode each input chunk once for all of ``windows`` (every ``(y0, y1, x0, x1)``
         to be read, in about the order they will be read), keeping at most ``budget``
