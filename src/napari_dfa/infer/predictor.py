@@ -132,8 +132,7 @@ class Predictor:
             lab_h.copy_(labels, non_blocking=pin)
             probs_h = None
             if kind:
-                p = lg.softmax(0)
-                p = (p * 255.0).round().to(torch.uint8) if kind == "uint8" else p.to(torch.float16)
+                p = self._probabilities(lg)
                 probs_h = torch.empty(p.shape, dtype=p.dtype, pin_memory=pin)
                 probs_h.copy_(p, non_blocking=pin)
             host.append((lab_h, probs_h))
@@ -141,10 +140,16 @@ class Predictor:
             torch.cuda.current_stream(self.device).synchronize()
         return [(lab.numpy(), None if pr is None else pr.numpy()) for lab, pr in host]
 
+    def _probabilities(self, logits):
+        """Per-class probabilities of ``(K, h, w)`` logits as the output stores them."""
+        p = logits.softmax(0)
+        if self.cfg.probabilities == "uint8":
+            return (p * 255.0).round().to(self.torch.uint8)
+        return p.to(self.torch.float16)
+
     def _readout(self, region_logits, i: int, c) -> tuple[np.ndarray, np.ndarray | None]:
         """Labels (and probabilities) of chunk ``c``'s core, in strips of rows: only the
         core is upsampled (not the halo), and never all of it at once."""
-        torch = self.torch
         cy, cx = c.core
         h, w = cy.stop - cy.start, cx.stop - cx.start
         labels = np.empty((h, w), np.uint8)
@@ -157,7 +162,5 @@ class Predictor:
             lg = region_logits(i, (cy.start + s, cy.start + e, cx.start, cx.stop))
             labels[s:e] = np.take(self.lut, self.class_argmax(lg).cpu().numpy())
             if kind:
-                p = lg.softmax(0)
-                p = (p * 255.0).round().to(torch.uint8) if kind == "uint8" else p.to(torch.float16)
-                probs[:, s:e] = p.cpu().numpy()
+                probs[:, s:e] = self._probabilities(lg).cpu().numpy()
         return labels, probs
