@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from napari_dfa.errors import DFAError
+from napari_dfa.io.codecs import fast_codecs
 
 __all__ = ["FORMAT", "ChunkWriter", "SegmentationStore"]
 
@@ -214,7 +215,8 @@ class ChunkWriter:
         if self._group is None:
             import zarr
 
-            self._group = zarr.open_group(self.partial, mode="r+")
+            with fast_codecs():
+                self._group = zarr.open_group(self.partial, mode="r+")
         return self._group
 
     def array(self, name: str):
@@ -222,9 +224,10 @@ class ChunkWriter:
         chunks that are all fill value (``np.array_equal``) took 2/3 of the time of
         writing one, and a chunk of zeros compresses to almost nothing anyway."""
         if name not in self._arrays:
-            arr = self.group[name]
-            if hasattr(arr, "with_config"):  # zarr >= 3.1
-                arr = arr.with_config({"write_empty_chunks": True})
+            with fast_codecs():  # encoded and written by zarrs where installed
+                arr = self.group[name]
+                if hasattr(arr, "with_config"):  # zarr >= 3.1
+                    arr = arr.with_config({"write_empty_chunks": True})
             self._arrays[name] = arr
         return self._arrays[name]
 

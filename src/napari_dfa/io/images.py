@@ -147,6 +147,13 @@ def _tiff_pixel_size(tf) -> float | None:
 
 
 def _open_zarr(path: Path) -> ImagePyramid:
+    from napari_dfa.io.codecs import fast_codecs
+
+    with fast_codecs():  # the arrays made here keep zarrs' pipeline where it is installed
+        return _open_zarr_levels(path)
+
+
+def _open_zarr_levels(path: Path) -> ImagePyramid:
     import dask.array as da
     import zarr
 

@@ -84,9 +84,12 @@ def build_pyramid(group, name: str, kind: str = "labels", min_side: int = 512, c
     import dask.array as da
     import zarr
 
+    from napari_dfa.io.codecs import fast_codecs
+
     level = start
     while True:
-        src = group[f"{name}/{level}"]
+        with fast_codecs():  # read and written by zarrs where installed
+            src = group[f"{name}/{level}"]
         h, w = src.shape[-2:]
         if max(h, w) <= min_side:
             return level + 1
@@ -99,16 +102,17 @@ def build_pyramid(group, name: str, kind: str = "labels", min_side: int = 512, c
             tuple((c + 1) // 2 for c in arr.chunks[-1]),
         )
         down = arr.map_blocks(downsample2, kind, chunks=out_chunks, dtype=arr.dtype)
-        target = zarr.create_array(
-            store=group.store,
-            name=f"{group.path + '/' if group.path else ''}{name}/{level + 1}",
-            shape=down.shape,
-            chunks=(*lead, chunk, chunk),
-            dtype=down.dtype,
-            fill_value=0,
-            overwrite=True,
-            config={"write_empty_chunks": True},  # skips a slow all-fill test per chunk
-        )
+        with fast_codecs():
+            target = zarr.create_array(
+                store=group.store,
+                name=f"{group.path + '/' if group.path else ''}{name}/{level + 1}",
+                shape=down.shape,
+                chunks=(*lead, chunk, chunk),
+                dtype=down.dtype,
+                fill_value=0,
+                overwrite=True,
+                config={"write_empty_chunks": True},  # skips a slow all-fill test per chunk
+            )
         down.store(target, lock=False)
         level += 1
 
