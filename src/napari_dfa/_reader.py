@@ -75,9 +75,17 @@ def _segmentation_layers(p: Path, seg: dict):
     import dask.array as da
     import zarr
 
+    from napari_dfa.io.codecs import fast_codecs
+
     g = zarr.open_group(str(p), mode="r")
-    names = sorted(g["labels"].array_keys(), key=int)
-    levels = [da.from_zarr(g[f"labels/{n}"]) for n in names]
+    with fast_codecs():  # napari's reads decoded by zarrs where installed
+        names = sorted(g["labels"].array_keys(), key=int)
+        levels = [da.from_zarr(g[f"labels/{n}"]) for n in names]
+        probabilities = None
+        if "probabilities" in g:
+            probabilities = [
+                da.from_zarr(g[f"probabilities/{n}"]) for n in sorted(g["probabilities"].array_keys(), key=int)
+            ]
     px = seg.get("pixel_size_um")
     scale = (px, px) if px else (1.0, 1.0)
     cmap = labels_colormap(seg.get("class_colors", []), seg.get("label_values"))
@@ -103,9 +111,8 @@ def _segmentation_layers(p: Path, seg: dict):
             "labels",
         )
     ]
-    if "probabilities" in g:
-        pnames = sorted(g["probabilities"].array_keys(), key=int)
-        plevels = [da.from_zarr(g[f"probabilities/{n}"]) for n in pnames]
+    if probabilities is not None:
+        plevels = probabilities
         for k, name in enumerate(seg.get("class_names", [])):
             lv = [a[k] for a in plevels]
             layers.append(
