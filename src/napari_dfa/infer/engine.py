@@ -33,6 +33,7 @@ from napari_dfa.infer.reader import WindowReader
 from napari_dfa.infer.store import SegmentationStore
 from napari_dfa.infer.tiling import band_order, chunk_grid
 from napari_dfa.infer.tissue import TissueDetector
+from napari_dfa.io.compute import to_numpy
 from napari_dfa.memory import reuse_freed_memory
 
 __all__ = [
@@ -190,7 +191,7 @@ def _scale_for(arr, levels=None) -> float:
         return 1.0 / 257.0
     if np.issubdtype(dt, np.floating):
         probe = arr if isinstance(arr, np.ndarray) else (levels[-1] if levels else arr[::64, ::64])
-        hi = float(np.nanmax(np.asarray(probe[..., :3]))) if probe.size else 0.0
+        hi = float(np.nanmax(to_numpy(probe[..., :3]))) if probe.size else 0.0
         return 1.0 if hi > 1.5 else 255.0
     raise InputError(f"image dtype {dt} is not supported; use 8-bit RGB (or uint16 / float in [0, 1])")
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from napari_dfa.io.compute import to_numpy
+
 __all__ = ["WindowReader"]
 
 
@@ -55,5 +57,4 @@ class WindowReader:
         return self._read(y0, y1, x0, x1)
 
     def _read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-        win = self.arr[y0:y1, x0:x1, :3]
-        return np.asarray(win.compute(scheduler="synchronous") if hasattr(win, "compute") else win)
+        return to_numpy(self.arr[y0:y1, x0:x1, :3], threads=False)  # reads run on the engine's pool

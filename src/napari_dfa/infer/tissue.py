@@ -21,6 +21,8 @@ import numpy as np
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
+from napari_dfa.io.compute import to_numpy
+
 __all__ = ["DEFAULT_THRESHOLD", "TissueDetector"]
 
 DEFAULT_THRESHOLD = 0.07
@@ -57,12 +59,12 @@ class TissueDetector:
         mask of the finest level with at most :data:`GLASS_LEVEL_PX` pixels (read whole)
         serves :meth:`is_glass`."""
         candidates = [lv for lv in levels[1:] if min(lv.shape[:2]) >= min_side and lv.shape[0] * lv.shape[1] <= 4096**2]
-        thumb = np.asarray(candidates[-1][..., :3]) if candidates else None
+        thumb = to_numpy(candidates[-1][..., :3]) if candidates else None
         det = cls(DEFAULT_THRESHOLD if thumb is None else otsu_threshold(thumb), **kw)
         small = [lv for lv in levels[1:] if lv.shape[0] * lv.shape[1] <= GLASS_LEVEL_PX]
         if small:
             low = small[0]
-            det.low_res = det.mask(thumb if candidates and low is candidates[-1] else np.asarray(low[..., :3]))
+            det.low_res = det.mask(thumb if candidates and low is candidates[-1] else to_numpy(low[..., :3]))
             det.low_res_scale = (levels[0].shape[0] / low.shape[0], levels[0].shape[1] / low.shape[1])
         return det
 

@@ -81,7 +81,10 @@ def build_pyramid(group, name: str, kind: str = "labels", min_side: int = 512, c
     """Add levels ``name/start+1, ...`` below ``name/start`` (levels up to ``start``
     already exist) until the image fits ``min_side``. Returns the number of levels
     (including level 0)."""
+    import uuid
+
     import dask.array as da
+    import dask.threaded
     import zarr
 
     from napari_dfa.io.codecs import fast_codecs
@@ -93,9 +96,10 @@ def build_pyramid(group, name: str, kind: str = "labels", min_side: int = 512, c
         h, w = src.shape[-2:]
         if max(h, w) <= min_side:
             return level + 1
-        arr = da.from_zarr(src)
+        arr = da.from_zarr(src, name=f"dfa-pyramid-{uuid.uuid4().hex}")  # no hashing of the array
         lead = arr.shape[:-2]
-        arr = arr.rechunk((*lead, 2 * chunk, 2 * chunk))
+        # method="tasks": dask's choice of method imports dask.distributed (~1 s) to look for a cluster
+        arr = arr.rechunk((*lead, 2 * chunk, 2 * chunk), method="tasks")
         out_chunks = (
             *arr.chunks[:-2],
             tuple((c + 1) // 2 for c in arr.chunks[-2]),
@@ -113,7 +117,9 @@ def build_pyramid(group, name: str, kind: str = "labels", min_side: int = 512, c
                 overwrite=True,
                 config={"write_empty_chunks": True},  # skips a slow all-fill test per chunk
             )
-        down.store(target, lock=False)
+        # dask's threads, given as a function: a scheduler named by string (or none) has
+        # dask import dask.distributed (~0.2-1 s) to look for a cluster client first
+        down.store(target, lock=False, scheduler=dask.threaded.get)
         level += 1
 
 
