@@ -179,3 +179,62 @@ def test_export_tif_and_png(tmp_path):
     g.create_array("labels/0", data=lab, chunks=(256, 256))
     assert np.array_equal(tifffile.imread(export_labels(tmp_path / "s.zarr", tmp_path / "o.tif")), lab)
     assert np.array_equal(iio.imread(export_labels(tmp_path / "s.zarr", tmp_path / "o.png")), lab)
+
+
+def _write_jpeg_slide(path, img):
+    """An SVS-like slide: JPEG tiles, pyramid levels as reduced-resolution pages."""
+    desc = "Aperio Image Library v12.0.15 \n1200x1100 [0,0 1200x1100] (256x256) JPEG/RGB Q=90|AppMag = 20|MPP = 0.4990"
+    opts = dict(tile=(256, 256), photometric="rgb", compression="jpeg", compressionargs={"level": 90})
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(img, description=desc, **opts)
+        tw.write(img[::2, ::2], subfiletype=1, **opts)
+        tw.write(img[::4, ::4], subfiletype=1, **opts)
+
+
+def test_jpeg_tiled_slide_is_read_and_segmented(tmp_path):
+    """Most SVS / NDPI slides have JPEG tiles: they decode (imagecodecs) and segment."""
+    import torch
+
+    from napari_dfa.data.synthetic import generate_tissue
+    from napari_dfa.infer.engine import EngineConfig, segment
+    from napari_dfa.model import DFASegmenter, ModelConfig
+    from napari_dfa.train import run_to_end
+
+    img = generate_tissue((600, 700), seed=2).image
+    path = tmp_path / "slide.svs"
+    _write_jpeg_slide(path, img)
+    with tifffile.TiffFile(path) as tf:
+        assert tf.pages[0].compression == tifffile.COMPRESSION.JPEG
+    pyr = open_image(path)
+    assert [lv.shape[:2] for lv in pyr.levels][:2] == [(600, 700), (300, 350)]
+    assert pyr.pixel_size == pytest.approx(0.499)
+    got = np.asarray(pyr.reader(0)[:, :, :3]).astype(int)
+    # lossy (this texture is noisy), but the same picture: a wrong colour space or
+    # channel order would be off by tens of levels
+    assert np.abs(got - img).mean() < 8 and np.corrcoef(got.ravel(), img.ravel())[0, 1] > 0.97
+    torch.manual_seed(0)
+    model = DFASegmenter(
+        ModelConfig(
+            class_names=["a", "b"],
+            backbone_channels=[8, 8, 8, 8],
+            backbone_blocks=[1, 1, 1, 1],
+            hidden_dim=8,
+            mask_dim=8,
+            num_heads=2,
+            dec_layers=1,
+            ffn_dim=16,
+        )
+    ).eval()
+    cfg = EngineConfig(tile=256, device="cpu", tissue_detection=False)
+    res = run_to_end(segment(path, model, tmp_path / "out.zarr", cfg))
+    labels = zarr.open_group(str(res.path), mode="r")["labels/0"][:]
+    assert labels.shape == (600, 700) and set(np.unique(labels)) <= {1, 2} and labels.min() >= 1
+
+
+def test_tiff_with_tiles_it_cannot_decode_is_refused_up_front(tmp_path, monkeypatch):
+    img = np.full((300, 300, 3), 200, np.uint8)
+    path = tmp_path / "slide.svs"
+    _write_jpeg_slide(path, img)
+    monkeypatch.setattr(tifffile.TIFF, "DECOMPRESSORS", {1: lambda data, out=None: data})  # no JPEG codec
+    with pytest.raises(InputError, match=r"JPEG.*pip install imagecodecs"):
+        open_image(path)

@@ -90,6 +90,7 @@ def _open_tiff(path: Path) -> ImagePyramid:
     except Exception as exc:  # noqa: BLE001 - any parser failure is a bad file
         raise InputError(f"cannot read {path.name} as TIFF ({exc}); is the file complete?") from exc
     series = tf.series[0]
+    _check_codec(tf, series, path)
     levels, sources = [], []
     for i in range(len(series.levels)):
         z = zarr.open(series.aszarr(level=i), mode="r")
@@ -97,6 +98,25 @@ def _open_tiff(path: Path) -> ImagePyramid:
         levels.append(_channels_last(arr, series.levels[i].axes, path))
         sources.append(z if levels[-1] is arr else None)
     return ImagePyramid(levels, _tiff_pixel_size(tf), str(path), [tf], sources)
+
+
+def _check_codec(tf, series, path: Path) -> None:
+    """Refuse up front a TIFF whose tiles this installation cannot decode (e.g. JPEG or
+    JPEG 2000 tiles, as in most SVS / NDPI slides, without ``imagecodecs``): otherwise
+    the first window read would fail mid-run with a message about a corrupt file."""
+    import tifffile
+
+    for level in series.levels:
+        code = level.keyframe.compression
+        try:
+            tifffile.TIFF.DECOMPRESSORS[code]
+        except KeyError as exc:
+            tf.close()
+            name = getattr(code, "name", str(code))
+            raise InputError(
+                f"{path.name} is compressed with {name}, which this installation cannot decode "
+                f"({exc.args[0] if exc.args else exc}); install the codecs with: pip install imagecodecs"
+            ) from exc
 
 
 def _channels_last(arr, axes: str, path: Path):
