@@ -212,3 +212,15 @@ def test_banded_cross_attention_equals_the_whole_grid(tiny_config, placement, mo
         monkeypatch.setattr(decoder.DFADecoder, "_rows_per_step", rows)
     assert calls  # the banded path really ran
     torch.testing.assert_close(banded, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_cross_attention_bands_small_on_cpu_whole_layers_on_gpu():
+    """A CPU window (1088^2) runs its finest level in several bands (a low memory peak);
+    a GPU batch (4 x 2112^2) runs each layer in one band (each band is ~25 launches)."""
+    from napari_dfa.model.decoder import DFADecoder
+    from napari_dfa.model.windows import LocalWindows
+
+    finest = LocalWindows(8, 3)
+    cpu = DFADecoder._rows_per_step(finest, 1, 1088 // 32, 64)
+    assert 1 <= cpu < 1088 // 32
+    assert DFADecoder._rows_per_step(finest, 4, 2112 // 32, 64, accelerator=True) >= 2112 // 32

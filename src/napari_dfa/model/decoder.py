@@ -22,7 +22,12 @@ from napari_dfa.model.windows import LocalWindows
 __all__ = ["DFADecoder"]
 
 LEVEL_STRIDES = (32, 16, 8)
-BAND_BYTES = 32 * 2**20  # inference: key windows per band of cell rows (the unfolded keys copy 9x)
+# inference: bytes of key windows per band of cell rows (the unfolded keys copy each key
+# 9x). On a CPU small bands cost nothing and keep the peak low: 8 MB peaked ~100 MB lower
+# than 32 MB over a 16384^2 run with 2 streams (917-934 vs 1034-1082 MB), same speed. On a
+# GPU each band is ~25 kernel launches: large bands (one per layer for 4 x 2112^2 windows).
+BAND_BYTES = 8 * 2**20
+BAND_BYTES_GPU = 2**30
 
 
 class MLP(nn.Module):
@@ -123,7 +128,11 @@ class DFADecoder(nn.Module):
             size = (mem.shape[-2], mem.shape[-1])
             kmap, vmap = cross.project_memory(mem + self.level_embed[lvl].view(1, -1, 1, 1))
             probs = self._logits(q.detach(), pooled[lvl].detach()).softmax(dim=1)
-            step = gh if return_attn or torch.is_grad_enabled() else self._rows_per_step(win, b, gw, kmap.shape[-1])
+            step = (
+                gh
+                if return_attn or torch.is_grad_enabled()
+                else self._rows_per_step(win, b, gw, kmap.shape[-1], kmap.device.type != "cpu")
+            )
             if step >= gh:
                 tgt, attn = self._cross(cross, win, lvl, tgt, kmap, vmap, probs, b, size, None, return_attn)
             else:  # inference on a big image: a band of cell rows at a time (same result, less memory)
@@ -158,9 +167,10 @@ class DFADecoder(nn.Module):
         return cross(tgt, self.query_pos, keys, values, bias, return_attn)
 
     @staticmethod
-    def _rows_per_step(win: LocalWindows, b: int, gw: int, dim: int) -> int:
-        """Cell rows per band so that a band's key windows take about :data:`BAND_BYTES`."""
-        return max(1, BAND_BYTES // (b * gw * win.size * dim * 4))
+    def _rows_per_step(win: LocalWindows, b: int, gw: int, dim: int, accelerator: bool = False) -> int:
+        """Cell rows per band so that a band's key windows take about :data:`BAND_BYTES`
+        (:data:`BAND_BYTES_GPU` on an accelerator)."""
+        return max(1, (BAND_BYTES_GPU if accelerator else BAND_BYTES) // (b * gw * win.size * dim * 4))
 
     def _attention_bias(self, probs: torch.Tensor, valid: torch.Tensor, batch: int) -> torch.Tensor:
         """``(N, 1, K, S)`` additive logits: hard mask (``-inf``) + DFA bias.
