@@ -151,3 +151,25 @@ def test_reads_capped_to_single_chunks_give_the_same_windows(monkeypatch):
     for w in wins:
         assert np.array_equal(cache.read(*w), src.img[w[0] : w[1], w[2] : w[3]])
     assert src.calls == len(src.reads) == len(set(src.reads)) == -(-700 // 64) * -(-530 // 48)
+
+
+def test_kept_chunks_own_their_memory_and_decoded_regions_go_with_their_window():
+    """A chunk kept for a later window is a copy, so the region it was decoded in (all
+    the window's new chunks) is freed with the window."""
+    import weakref
+
+    src = CountingImage((512, 512, 3), chunks=(64, 64))
+    regions = []
+
+    def read(y0, y1, x0, x1):
+        region = np.array(src.read(y0, y1, x0, x1))  # a fresh array, as a decoder returns
+        regions.append(weakref.ref(region))
+        return region
+
+    wins = _windows((512, 512))
+    cache = ChunkCache(read, (512, 512), (64, 64), wins, budget=1 << 30)
+    for w in wins:
+        assert np.array_equal(cache.read(*w), src.img[w[0] : w[1], w[2] : w[3]])
+        assert all(r() is None for r in regions)  # no kept chunk pins a region
+        assert all(e.data.base is None for e in cache._entries.values())
+    assert regions and cache.held == 0

@@ -385,3 +385,29 @@ def test_distributed_equals_local(model, image, tmp_path):
         pids = client.run(lambda: __import__("os").getpid())
     assert len(pids) == 2
     assert np.array_equal(_labels(res.path), local)
+
+
+def test_a_batch_in_flight_holds_its_pixels_once(model, image, tmp_path, monkeypatch):
+    """Once the predictor has copied a batch's windows into its input tensor nothing else
+    keeps them (on a GPU a batch of four 2112^2 windows is 54 MB, held twice otherwise)."""
+    import time
+    import weakref
+
+    from napari_dfa.infer import predictor
+
+    real = predictor.Predictor.__call__
+    alive = []
+
+    def spy(self, chunks, windows):
+        refs = [weakref.ref(w) for w in windows]
+        out = real(self, chunks, windows)
+        stop = time.monotonic() + 2.0
+        while any(r() is not None for r in refs) and time.monotonic() < stop:
+            time.sleep(0.01)  # the engine drops its references right after queueing the batch
+        alive.append((len(refs), sum(r() is not None for r in refs)))
+        return out
+
+    monkeypatch.setattr(predictor.Predictor, "__call__", spy)
+    res = run_to_end(segment(image, model, tmp_path / "o.zarr", _cfg(batch_size=2, streams=1)))
+    assert sum(n for n, _ in alive) == res.tiles == 20 and max(n for n, _ in alive) == 2
+    assert [k for _, k in alive] == [0] * len(alive)

@@ -124,7 +124,8 @@ class ChunkCache:
 
     def _decode(self, owned: list) -> None:
         """Decode the chunks of ``owned`` (``(key, entry)`` in row-major order): one read
-        per rectangle of them, each chunk copied out (they live and go separately)."""
+        per rectangle of them; each chunk that another window will use is copied out (it
+        outlives the region), the others are views."""
         try:
             # at most READ_BYTES per read (chunks of a striped TIFF can span the slide)
             for (cy0, cy1, cx0, cx1), group in _rectangles(owned, max(1, READ_BYTES // (self.ch * self.cw * 3))):
@@ -137,7 +138,9 @@ class ChunkCache:
                 for (cy, cx), entry in group:
                     if region is not None:
                         oy, ox = cy * self.ch - ys, cx * self.cw - xs
-                        entry.data = region[oy : oy + self.ch, ox : ox + self.cw].copy()
+                        entry.data = region[oy : oy + self.ch, ox : ox + self.cw]
+                        if self._used_again((cy, cx)):  # kept: its own memory, not the region's
+                            entry.data = entry.data.copy()
                     entry.error = error
                     with self._lock:
                         self.decoded += 1
@@ -150,6 +153,13 @@ class ChunkCache:
                 if not entry.ready.is_set():
                     entry.error = entry.error or RuntimeError("chunk was not decoded")
                     entry.ready.set()
+
+    def _used_again(self, key: tuple[int, int]) -> bool:
+        """Whether chunk ``key`` has another use in this lifetime after the one being
+        read (a chunk used once is a view into the decoded region, which goes with it)."""
+        with self._lock:
+            uses = self._lifetimes.get(key)
+            return bool(uses) and uses[0] > 1
 
     def _use(self, key: tuple[int, int], entry: _Entry):
         """Wait for ``entry``, count one use of chunk ``key``; ``(data, error)``."""

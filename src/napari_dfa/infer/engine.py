@@ -346,7 +346,7 @@ def segment(
         """Wait for the oldest batch in flight and hand its outputs to the writers."""
         nonlocal done, px
         batch, fut = running.popleft()
-        for (c, _, n_px), (labels, probs) in zip(batch, fut.result()):
+        for (c, n_px), (labels, probs) in zip(batch, fut.result()):
             writes.append(writers.submit(store.write, c, labels, probs))
             px += n_px
         while len(writes) > 2 * bs * streams + cfg.write_workers:
@@ -360,7 +360,9 @@ def segment(
         waited = len(running) > streams
         if waited:
             finish_oldest()
-        running.append((batch, computes.submit(predictor, [c for c, _, _ in batch], [w for _, w, _ in batch])))
+        chunks = [(c, n_px) for c, _, n_px in batch]  # the windows only in the predictor's list
+        running.append((chunks, computes.submit(predictor, [c for c, _ in chunks], [w for _, w, _ in batch])))
+        batch.clear()
         return waited
 
     completed = False
@@ -388,6 +390,7 @@ def segment(
                         yield progress()
                     batch = []
                 batch.append((c, win, n_px))
+            win = None  # the last window read: in the batch only
             if batch:
                 submit(batch)
             while running:

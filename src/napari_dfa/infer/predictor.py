@@ -91,7 +91,10 @@ class Predictor:
         full = acc / wsum
         return lambda i, region: full[i, :, region[0] : region[1], region[2] : region[3]]
 
-    def __call__(self, chunks, windows):
+    def __call__(self, chunks, windows: list):
+        """Outputs of ``chunks`` from their ``windows``; the list is emptied once the
+        windows are copied into the batch (the caller keeps no other reference, so a batch
+        in flight holds its pixels once, not twice)."""
         if self.gpu:
             with self.torch.cuda.stream(self._stream()):
                 return self._run(chunks, windows)
@@ -110,6 +113,7 @@ class Predictor:
             np.stack(windows, out=batch.numpy())
         else:
             batch = torch.from_numpy(np.stack(windows))
+        windows.clear()
         x = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             region_logits = self.logits(x)

@@ -1,0 +1,125 @@
+"""The engine's host side in its GPU configuration, measured on any machine. Prints JSON.
+
+    python benchmarks/gpu_host_emulation.py [--rate 50] [--sizes 2048 16384] [--json OUT]
+
+The engine runs as it does on a GPU (2048-px chunks, batches of 4, one stream, two
+batches read ahead) with the model replaced by a stand-in that stacks each batch (as into
+pinned memory), sleeps as long as a GPU computing ``--rate`` MP/s would (the GIL
+released, as while a CUDA stream works) and returns labels with a tissue-like structure.
+A low rate fills the pipeline (the memory a slow model leaves queued), a high one shows
+the host's own limit (reads, decoding, writing).
+
+* ``peak_growth_mb``: peak resident memory above the process before the run (fresh
+  process per size); ``mpx_s``: the run's rate.
+
+Inputs come from ``tiled_inference.py``'s cache (written once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _out import emit  # benchmarks/ is sys.path[0] when run as a script
+
+
+def _status_mb(key: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key):
+            return int(line.split()[1]) / 1024
+    raise KeyError(key)
+
+
+class FakeGPU:
+    """Stands in for :class:`napari_dfa.infer.predictor.Predictor`."""
+
+    rate = 50.0
+
+    def __init__(self, model, device, cfg) -> None:
+        self.cfg = cfg
+
+    def __call__(self, chunks, windows: list):
+        import numpy as np
+
+        batch = np.stack(windows)
+        windows.clear()  # as the real predictor: the windows live on in the batch only
+        time.sleep(batch.shape[0] * batch.shape[1] * batch.shape[2] / self.rate / 1e6)
+        out = []
+        for i, c in enumerate(chunks):
+            cy, cx = c.core
+            core = batch[i, cy.start : cy.stop, cx.start : cx.stop, 1]
+            out.append(((core < 180).astype(np.uint8) + 1, None))
+        return out
+
+
+def child(args) -> None:
+    import napari_dfa.infer.engine as engine
+    from napari_dfa.io.images import open_image
+    from napari_dfa.sample import load_default_model
+    from napari_dfa.train import run_to_end
+
+    FakeGPU.rate = args.rate
+    engine.Predictor = FakeGPU
+    model = load_default_model(device="cpu")
+    image = open_image(args.input)
+    bs, streams = 4, 1
+    cfg = engine.EngineConfig(
+        tile=2048,
+        batch_size=bs,
+        streams=streams,
+        read_ahead=2 * bs * streams,  # what the engine reads ahead on a GPU
+        device="cpu",
+        tissue_detection=False,
+        overwrite=True,
+    )
+    before = _status_mb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak to now
+    t = time.perf_counter()
+    res = run_to_end(engine.segment(image, model, args.out, cfg))
+    el = time.perf_counter() - t
+    n_px = res.shape[0] * res.shape[1]
+    print(json.dumps({"peak_growth_mb": round(_status_mb("VmHWM") - before, 1), "mpx_s": round(n_px / el / 1e6, 2)}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rate", type=float, default=50.0, help="MP/s of the emulated GPU")
+    ap.add_argument("--sizes", nargs="+", type=int, default=[2048, 16384])
+    ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "napari-dfa-bench"))
+    ap.add_argument("--json")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--input", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        return child(args)
+    if not Path("/proc/self/status").exists():
+        raise SystemExit("this benchmark reads peak memory from /proc (Linux only)")
+
+    from tiled_inference import make_zarr
+
+    from napari_dfa.data.synthetic import generate_tissue
+
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    texture = generate_tissue((2048, 2048), seed=11).image
+    result: dict = {"rate_mpx_s": args.rate, "tile": 2048, "batch_size": 4, "read_ahead": 8, "runs": {}}
+    for n in args.sizes:
+        inp = make_zarr(cache / f"slide_{n}.zarr", n, texture)
+        cmd = [sys.executable, __file__, "--child", "--rate", str(args.rate), "--input", str(inp)]
+        cmd += ["--out", str(cache / f"emu_{n}.zarr")]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+            raise SystemExit(proc.stderr[-3000:])
+        result["runs"][str(n)] = json.loads(proc.stdout.strip().splitlines()[-1])
+    emit(result, args.json)
+
+
+if __name__ == "__main__":
+    main()
