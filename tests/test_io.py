@@ -150,22 +150,26 @@ def test_mode_downsampling_never_averages_class_ids():
     assert mean_downsample2(p).tolist() == [[[15]]]
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32])  # uint8: the 16-bit-pair path
 @settings(max_examples=60, deadline=None)
-@given(st.integers(1, 9), st.integers(1, 9), st.integers(1, 4), st.integers(0, 2**31 - 1))
-@example(2, 2, 4, 0)  # one mixed 2 x 2 block: the output must not be a view of the input
-def test_mode_downsampling_equals_a_brute_force_mode(h, w, k, seed):
+@given(st.integers(1, 9), st.integers(1, 9), st.integers(1, 4), st.integers(0, 2**31 - 1), st.booleans())
+@example(2, 2, 4, 0, False)  # one mixed 2 x 2 block: the output must not be a view of the input
+def test_mode_downsampling_equals_a_brute_force_mode(dtype, h, w, k, seed, strided):
     """Every 2 x 2 block (edge blocks padded by repeating the last row/column) gets its most
-    frequent value, ties to the first in raster order, for uniform and mixed blocks."""
+    frequent value, ties to the first in raster order, for uniform and mixed blocks, from
+    contiguous arrays and from views of every other column."""
     rng = np.random.default_rng(seed)
-    lab = rng.integers(0, k, (h, w), dtype=np.uint8)
+    big = rng.integers(0, k, (h, 2 * w), dtype=dtype) * (1 if dtype == np.uint8 else 300)
+    lab = big[:, ::2] if strided else np.ascontiguousarray(big[:, :w])
     padded = np.pad(lab, ((0, h % 2), (0, w % 2)), mode="edge")
-    expected = np.empty(((h + 1) // 2, (w + 1) // 2), np.uint8)
+    expected = np.empty(((h + 1) // 2, (w + 1) // 2), dtype)
     for i in range(expected.shape[0]):
         for j in range(expected.shape[1]):
             vals = padded[2 * i : 2 * i + 2, 2 * j : 2 * j + 2].ravel().tolist()
             expected[i, j] = max(vals, key=lambda v: (vals.count(v), -vals.index(v)))
     before = lab.copy()
-    assert np.array_equal(mode_downsample2(lab), expected)
+    out = mode_downsample2(lab)
+    assert np.array_equal(out, expected) and out.dtype == dtype
     assert np.array_equal(lab, before)  # the input is never written to
 
 

