@@ -2,7 +2,7 @@
 
     python benchmarks/gpu_host_emulation.py [--rate 50] [--sizes 2048 16384] [--json OUT]
 
-The engine runs as it does on a GPU (2048-px chunks, batches of 4, one stream, two
+The engine runs as it does on a GPU (its GPU chunk side and batch size, one stream, two
 batches read ahead) with the model replaced by a stand-in that stacks each batch (as into
 pinned memory), sleeps as long as a GPU computing ``--rate`` MP/s would (the GIL
 released, as while a CUDA stream works) and returns labels with a tissue-like structure.
@@ -59,6 +59,8 @@ class FakeGPU:
 
 
 def child(args) -> None:
+    import torch
+
     import napari_dfa.infer.engine as engine
     from napari_dfa.io.images import open_image
     from napari_dfa.sample import load_default_model
@@ -68,9 +70,10 @@ def child(args) -> None:
     engine.Predictor = FakeGPU
     model = load_default_model(device="cpu")
     image = open_image(args.input)
-    bs, streams = 4, 1
+    gpu = torch.device("cuda")  # a device object only: nothing runs on it
+    bs, streams = args.batch or engine.auto_batch(gpu), 1
     cfg = engine.EngineConfig(
-        tile=2048,
+        tile=engine.auto_tile(gpu),
         batch_size=bs,
         streams=streams,
         read_ahead=2 * bs * streams,  # what the engine reads ahead on a GPU
@@ -91,6 +94,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rate", type=float, default=50.0, help="MP/s of the emulated GPU")
     ap.add_argument("--sizes", nargs="+", type=int, default=[2048, 16384])
+    ap.add_argument("--batch", type=int, default=0, help="windows per batch (0 = the engine's GPU default)")
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "napari-dfa-bench"))
     ap.add_argument("--json")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -109,10 +113,17 @@ def main() -> None:
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     texture = generate_tissue((2048, 2048), seed=11).image
-    result: dict = {"rate_mpx_s": args.rate, "tile": 2048, "batch_size": 4, "read_ahead": 8, "runs": {}}
+    import torch
+
+    from napari_dfa.infer.engine import auto_batch, auto_tile
+
+    gpu = torch.device("cuda")
+    bs = args.batch or auto_batch(gpu)
+    result: dict = {"rate_mpx_s": args.rate, "tile": auto_tile(gpu), "batch_size": bs, "read_ahead": 2 * bs, "runs": {}}
     for n in args.sizes:
         inp = make_zarr(cache / f"slide_{n}.zarr", n, texture)
-        cmd = [sys.executable, __file__, "--child", "--rate", str(args.rate), "--input", str(inp)]
+        cmd = [sys.executable, __file__, "--child", "--rate", str(args.rate), "--batch", str(args.batch)]
+        cmd += ["--input", str(inp)]
         cmd += ["--out", str(cache / f"emu_{n}.zarr")]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:

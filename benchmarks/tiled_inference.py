@@ -305,7 +305,7 @@ def main() -> None:
 
     from napari_dfa.data.synthetic import generate_tissue
     from napari_dfa.device import describe_device, resolve_device
-    from napari_dfa.infer.engine import EngineConfig, auto_tile, segment
+    from napari_dfa.infer.engine import EngineConfig, auto_batch, auto_tile, segment
     from napari_dfa.sample import load_default_model
     from napari_dfa.train import run_to_end
 
@@ -328,7 +328,7 @@ def main() -> None:
 
     result["raw_forward_mpx_s"] = round(raw((512, 512), 32 if gpu else 8, 5 if gpu else 3), 3)
     w = min(args.tile + 2 * args.halo, big_texture.shape[0])
-    result["raw_window_mpx_s"] = round(raw((w, w), 4 if gpu else 1, 5 if gpu else 3), 3)
+    result["raw_window_mpx_s"] = round(raw((w, w), auto_batch(device), 5 if gpu else 3), 3)
     result["halo_overhead"] = round((args.tile + 2 * args.halo) ** 2 / args.tile**2, 3)
     from napari_dfa.infer.engine import auto_streams
 
