@@ -115,6 +115,7 @@ class Predictor:
             batch = torch.from_numpy(np.stack(windows))
         windows.clear()
         x = batch.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+        del batch  # back to torch's pinned pool once the copy is done (it tracks the stream)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             region_logits = self.logits(x)
             del x
