@@ -53,29 +53,32 @@ HERE = Path(__file__).resolve().parent
 
 def make_zarr(path: Path, size: int, texture: np.ndarray, background: float = 0.0, chunk: int = 512) -> Path:
     """An N x N x 3 uint8 zarr image tiled with ``texture``; ``background`` of the chunks
-    (whole chunks, in a block at the right side) are glass."""
+    (whole chunks, in a block at the right side) are glass. Written a row of chunks at a
+    time (encoded in parallel by zarrs where installed)."""
     import zarr
+
+    from napari_dfa.io.codecs import fast_codecs
 
     if (path / "zarr.json").exists():
         return path
-    arr = zarr.create_array(
-        str(path),
-        shape=(size, size, 3),
-        chunks=(chunk, chunk, 3),
-        dtype="uint8",
-        compressors=zarr.codecs.ZstdCodec(level=1),
-        overwrite=True,
-    )
+    with fast_codecs():
+        arr = zarr.create_array(
+            str(path),
+            shape=(size, size, 3),
+            chunks=(chunk, chunk, 3),
+            dtype="uint8",
+            compressors=zarr.codecs.ZstdCodec(level=1),
+            overwrite=True,
+        )
     th, tw = texture.shape[:2]
+    assert th % chunk == 0 and tw % chunk == 0, "the texture tiles whole chunks"
     glass_from = int(round(size * (1 - background) / chunk)) * chunk if background else size
+    reps = -(-size // tw)
     for y in range(0, size, chunk):
-        for x in range(0, size, chunk):
-            if x >= glass_from:
-                block = np.full((min(chunk, size - y), min(chunk, size - x), 3), 242, np.uint8)
-            else:
-                ty, tx = y % th, x % tw
-                block = texture[ty : ty + chunk, tx : tx + chunk][: size - y, : size - x]
-            arr[y : y + block.shape[0], x : x + block.shape[1]] = block
+        ty = y % th
+        row = np.tile(texture[ty : ty + chunk], (1, reps, 1))[: size - y, :size]
+        row[:, glass_from:] = 242
+        arr[y : y + row.shape[0]] = row
     return path
 
 
@@ -84,21 +87,25 @@ def make_pyramid_zarr(path: Path, size: int, texture: np.ndarray, background: fl
     2x mean-downsampled levels down to <= 512 px, as slide scanners write them."""
     import zarr
 
+    from napari_dfa.io.codecs import fast_codecs
+
     if (path / "zarr.json").exists():
         return path
     make_zarr(path / "0", size, texture, background)
-    prev, n = zarr.open_array(str(path / "0"), mode="r"), 0
+    with fast_codecs():
+        prev, n = zarr.open_array(str(path / "0"), mode="r"), 0
     while max(prev.shape[:2]) > 512:
         n += 1
         h, w = -(-prev.shape[0] // 2), -(-prev.shape[1] // 2)
-        arr = zarr.create_array(
-            str(path / str(n)), shape=(h, w, 3), chunks=(512, 512, 3), dtype="uint8", overwrite=True
-        )
+        with fast_codecs():
+            arr = zarr.create_array(
+                str(path / str(n)), shape=(h, w, 3), chunks=(512, 512, 3), dtype="uint8", overwrite=True
+            )
         for y in range(0, prev.shape[0], 2048):  # strips of the level above
-            a = np.asarray(prev[y : y + 2048]).astype(np.float32)
+            a = np.asarray(prev[y : y + 2048]).astype(np.uint16)
             a = np.pad(a, ((0, a.shape[0] % 2), (0, a.shape[1] % 2), (0, 0)), mode="edge")
-            m = a.reshape(a.shape[0] // 2, 2, a.shape[1] // 2, 2, 3).mean(axis=(1, 3))
-            arr[y // 2 : y // 2 + m.shape[0]] = np.round(m).astype(np.uint8)
+            m = a[0::2, 0::2] + a[0::2, 1::2] + a[1::2, 0::2] + a[1::2, 1::2] + 2
+            arr[y // 2 : y // 2 + m.shape[0]] = (m >> 2).astype(np.uint8)  # the 2x2 mean, rounded
         prev = arr
     axes = [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}, {"name": "c", "type": "channel"}]
     datasets = [
@@ -318,7 +325,13 @@ def main() -> None:
     texture = generate_tissue((2048, 2048), seed=11).image
     big_texture = generate_tissue((2176, 2176), seed=11).image  # fits a 2k tile's window
     model = load_default_model(device=str(device))
-    result: dict = {"device": describe_device(device), "tile": args.tile, "halo": args.halo}
+    result: dict = {"device": describe_device(device), "tile": args.tile, "halo": args.halo, "partial": True}
+
+    def checkpoint() -> None:
+        """Write what is measured so far (a run cut off by a time limit keeps it)."""
+        if args.json:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
 
     amp = gpu
 
@@ -343,6 +356,7 @@ def main() -> None:
         result["raw_streams_mpx_s"] = round(float(np.median(rates)), 3)
         result["streams_over_raw"] = round(float(np.median(gains)), 3)
     print(json.dumps(result), file=sys.stderr, flush=True)
+    checkpoint()
 
     # engine: zarr in -> zarr out, one fresh process per size (peak RSS)
     rss, runs = {}, {}
@@ -351,10 +365,12 @@ def main() -> None:
         runs[n] = r = run_child(inp, cache / f"out_{n}.zarr", args.device, args.tile, args.halo, tissue=False)
         rss[str(n)] = round(r["peak_rss_mb"], 1)
         print(f"{n}^2: {r}", file=sys.stderr, flush=True)
-    result["peak_rss_mb"] = rss
+        result["peak_rss_mb"] = rss
+        checkpoint()
     if "16384" in rss and "2048" in rss:
         result["rss_16k_over_2k"] = round(rss["16384"] / rss["2048"], 3)
     result["engine_mpx_s_by_size"] = {str(n): round(runs[n]["mpx_s"], 3) for n in sizes}
+    checkpoint()
 
     # engine vs the limit. This shared machine's speed drifts by +-25 % within a minute,
     # so each of `repeats` fresh processes measures the limit (mean rate of back-to-back
@@ -385,6 +401,7 @@ def main() -> None:
         result["engine_over_raw_streams"] = round(result["engine_over_raw"] / result["streams_over_raw"], 3)
     if gpu:
         result["peak_gpu_mb"] = {str(n): runs[n]["peak_gpu_mb"] for n in sizes}
+    checkpoint()
 
     # MONAI sliding window on the same model, in memory
     try:
@@ -418,6 +435,7 @@ def main() -> None:
         del x, out
     except ImportError:
         result["monai_mpx_s"] = None
+    checkpoint()
 
     # seams: engine with tile 1024 on a 2k image vs one whole-image forward
     seam_img = generate_tissue((2048, 2048), seed=12).image
@@ -431,6 +449,7 @@ def main() -> None:
     tiled = zarr.open_group(str(seg.path), mode="r")["labels/0"][:]
     result["seam_agreement"] = round(float((tiled == whole).mean()), 6)
     result["seam_tile"] = 1024
+    checkpoint()
 
     # tissue detection on a slide that is 60 % glass, with a pyramid (as scanners write
     # slides: clear glass is skipped from a low-resolution level without being read) and
@@ -450,6 +469,8 @@ def main() -> None:
         result[f"tissue_seconds_on{key}"] = round(on["seconds"], 2)
         result[f"tissue_skipped_tiles{key}"] = f"{on['skipped']}/{on['tiles']}"
         result[f"tissue_speedup{key}"] = round(off["seconds"] / on["seconds"], 2)
+        checkpoint()
+    del result["partial"]
     emit(result, args.json)
 
 
