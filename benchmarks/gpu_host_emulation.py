@@ -29,13 +29,6 @@ from pathlib import Path
 from _out import emit  # benchmarks/ is sys.path[0] when run as a script
 
 
-def _status_mb(key: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key):
-            return int(line.split()[1]) / 1024
-    raise KeyError(key)
-
-
 class FakeGPU:
     """Stands in for :class:`napari_dfa.infer.predictor.Predictor`."""
 
@@ -60,6 +53,7 @@ class FakeGPU:
 
 def child(args) -> None:
     import torch
+    from tiled_inference import _peak_rss_mb, _reset_peak_rss
 
     import napari_dfa.infer.engine as engine
     from napari_dfa.io.images import open_image
@@ -81,13 +75,13 @@ def child(args) -> None:
         tissue_detection=False,
         overwrite=True,
     )
-    before = _status_mb("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")  # reset the peak to now
+    _reset_peak_rss()
+    before = _peak_rss_mb()  # the peak, reset: the resident memory now
     t = time.perf_counter()
     res = run_to_end(engine.segment(image, model, args.out, cfg))
     el = time.perf_counter() - t
     n_px = res.shape[0] * res.shape[1]
-    print(json.dumps({"peak_growth_mb": round(_status_mb("VmHWM") - before, 1), "mpx_s": round(n_px / el / 1e6, 2)}))
+    print(json.dumps({"peak_growth_mb": round(_peak_rss_mb() - before, 1), "mpx_s": round(n_px / el / 1e6, 2)}))
 
 
 def main() -> None:

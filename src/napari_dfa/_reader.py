@@ -112,9 +112,8 @@ def _segmentation_layers(p: Path, seg: dict):
         )
     ]
     if probabilities is not None:
-        plevels = probabilities
         for k, name in enumerate(seg.get("class_names", [])):
-            lv = [a[k] for a in plevels]
+            lv = [a[k] for a in probabilities]
             layers.append(
                 (
                     lv if len(lv) > 1 else lv[0],

@@ -25,7 +25,7 @@ LEVEL_STRIDES = (32, 16, 8)
 # inference: bytes of key windows per band of cell rows (the unfolded keys copy each key
 # 9x). On a CPU small bands cost nothing and keep the peak low: 8 MB peaked ~100 MB lower
 # than 32 MB over a 16384^2 run with 2 streams (917-934 vs 1034-1082 MB), same speed. On a
-# GPU each band is ~25 kernel launches: large bands (one per layer for 4 x 2112^2 windows).
+# GPU each band is ~25 kernel launches: large bands (one per layer for a batch of 2112^2 windows).
 BAND_BYTES = 8 * 2**20
 BAND_BYTES_GPU = 2**30
 
