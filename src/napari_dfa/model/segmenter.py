@@ -43,6 +43,7 @@ class DFASegmenter(nn.Module):
     def __init__(self, config: ModelConfig, backbone_weights: str | None = None) -> None:
         super().__init__()
         self.config = config
+        self._encoder_frozen = False
         self.backbone = build_backbone(
             config.backbone, config.backbone_channels, config.backbone_blocks, backbone_weights
         )
@@ -63,6 +64,24 @@ class DFASegmenter(nn.Module):
         )
         self.register_buffer("mean", torch.tensor(config.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(config.std).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def encoder_frozen(self) -> bool:
+        """Whether the backbone is frozen (see :meth:`freeze_encoder`)."""
+        return self._encoder_frozen
+
+    def freeze_encoder(self, frozen: bool = True) -> None:
+        """Freeze (or unfreeze) the backbone: no gradients, and its batch-norm statistics
+        stay as they are (the backbone stays in eval mode while the model trains)."""
+        self._encoder_frozen = frozen
+        self.backbone.requires_grad_(not frozen)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> DFASegmenter:
+        super().train(mode)
+        if self._encoder_frozen:
+            self.backbone.eval()
+        return self
 
     @property
     def focal_bias(self) -> FocalBias:
@@ -88,7 +107,11 @@ class DFASegmenter(nn.Module):
         if x.shape[-1] % DIVISOR or x.shape[-2] % DIVISOR:
             raise ValueError(f"input sides must be multiples of {DIVISOR}, got {tuple(x.shape[-2:])}")
         x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
-        feats = self.backbone(x)
+        if self._encoder_frozen:
+            with torch.no_grad():
+                feats = self.backbone(x)
+        else:
+            feats = self.backbone(x)
         mask_features, memory = self.pixel_decoder(feats)
         logits, attn = self.decoder(
             memory, mask_features, return_attn=return_attn, all_layers=all_layers, points=points
