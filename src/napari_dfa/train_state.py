@@ -2,9 +2,10 @@
 
 A checkpoint folder holds ``model/`` (an ordinary model folder, loadable on its own),
 ``optimizer.safetensors`` (AdamW moments and the torch random-generator state) and
-``train_state.json`` (step, elapsed time, losses, the crop sampler's random state,
-optimizer hyper-parameters). It is written under a temporary name and renamed, so an
-interruption never leaves a half-written checkpoint. Resuming restores everything, so
+``train_state.json`` (step, elapsed time, losses, optimizer hyper-parameters); training
+batches are a function of the seed and the step, so they need no state of their own.
+It is written under a temporary name and renamed, so an interruption never leaves a
+half-written checkpoint. Resuming restores everything, so
 on the CPU a resumed run ends with exactly the weights of an uninterrupted one.
 """
 

@@ -1,9 +1,12 @@
-"""Training crops sampled around annotated pixels.
+"""Raw training windows sampled around annotated pixels.
 
-Sparse annotations (a few strokes per class) cover ~1-3 % of an image, so crops are
+Sparse annotations (a few strokes per class) cover ~1-3 % of an image, so windows are
 centred near annotated pixels; with ``class_balanced`` the class of the centre pixel is
 drawn uniformly over the annotated classes, so rare classes are seen as often as
-frequent ones. Images may be numpy or dask arrays: only the crop windows are read.
+frequent ones. Images may be numpy or dask arrays: only the windows are read. Windows
+are cut at :func:`~napari_dfa.data.augment.read_size` and left raw; zoom, flips,
+rotations and colour jitter are done batched on the training device by
+:func:`~napari_dfa.data.augment.augment_batch`.
 """
 
 from __future__ import annotations
@@ -12,9 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from skimage.transform import resize
 
-from napari_dfa.data.augment import AugmentConfig, augment_pair
+from napari_dfa.data.augment import AugmentConfig, read_size
 
 __all__ = ["AnnotatedImage", "CropSampler", "class_pixel_counts"]
 
@@ -37,7 +39,8 @@ def class_pixel_counts(labels: Sequence[np.ndarray], num_classes: int) -> np.nda
 
 
 class CropSampler:
-    """Draws augmented ``(image, labels)`` crops of ``crop_size`` around annotations."""
+    """Cuts raw ``read x read`` uint8 windows around annotations; batch ``index`` is a
+    function of ``(seed, index)`` only, so any batch can be redrawn (resume, prefetch)."""
 
     def __init__(
         self,
@@ -53,7 +56,8 @@ class CropSampler:
         self.crop = crop_size
         self.class_balanced = class_balanced
         self.augment = augment or AugmentConfig()
-        self.rng = np.random.default_rng(seed)
+        self.read = read_size(crop_size, self.augment)
+        self.seed = seed
         # coordinates of annotated pixels per class: list over classes of (img_idx, y, x)
         per_class: list[list[np.ndarray]] = [[] for _ in range(num_classes)]
         for i, d in enumerate(self.data):
@@ -70,35 +74,35 @@ class CropSampler:
             raise ValueError("no annotated pixels")
         self.all_coords = np.concatenate([self.coords[c] for c in self.present])
 
-    def _centre(self) -> tuple[int, int, int]:
+    def _centre(self, rng: np.random.Generator) -> tuple[int, int, int]:
         if self.class_balanced:
-            c = self.present[int(self.rng.integers(len(self.present)))]
+            c = self.present[int(rng.integers(len(self.present)))]
             pool = self.coords[c]
         else:
             pool = self.all_coords
-        i, y, x = pool[int(self.rng.integers(len(pool)))]
+        i, y, x = pool[int(rng.integers(len(pool)))]
         return int(i), int(y), int(x)
 
-    def sample(self) -> tuple[np.ndarray, np.ndarray]:
-        """One crop: ``(crop, crop, 3)`` uint8 image and ``(crop, crop)`` uint8 labels."""
-        i, y, x = self._centre()
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One window: ``(read, read, 3)`` uint8 image and ``(read, read)`` uint8 labels."""
+        i, y, x = self._centre(rng)
         d = self.data[i]
-        lo, hi = self.augment.scale_range
-        side = max(8, int(round(self.crop * self.rng.uniform(lo, hi))))
         # jitter the centre so the annotated pixel is not always in the middle
-        y += int(self.rng.integers(-side // 4, side // 4 + 1))
-        x += int(self.rng.integers(-side // 4, side // 4 + 1))
-        img, lab = read_window(d.image, d.labels, y - side // 2, x - side // 2, side)
-        if side != self.crop:
-            img = resize(img, (self.crop, self.crop), order=1, preserve_range=True, anti_aliasing=False)
-            img = img.astype(np.uint8)
-            lab = resize(lab, (self.crop, self.crop), order=0, preserve_range=True, anti_aliasing=False)
-            lab = lab.astype(np.uint8)
-        return augment_pair(img, lab, self.rng, self.augment)
+        j = self.crop // 4
+        y += int(rng.integers(-j, j + 1))
+        x += int(rng.integers(-j, j + 1))
+        side = self.read
+        return read_window(d.image, d.labels, y - side // 2, x - side // 2, side)
 
-    def batch(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        pairs = [self.sample() for _ in range(n)]
-        return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+    def batch(self, n: int, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Batch ``index``: ``(n, read, read, 3)`` and ``(n, read, read)`` uint8."""
+        rng = np.random.default_rng([self.seed, index])
+        side = self.read
+        images = np.empty((n, side, side, 3), np.uint8)
+        labels = np.empty((n, side, side), np.uint8)
+        for b in range(n):
+            images[b], labels[b] = self.sample(rng)
+        return images, labels
 
 
 def read_window(image, labels: np.ndarray, y0: int, x0: int, side: int) -> tuple[np.ndarray, np.ndarray]:
