@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_dfa.data.augment import AugmentConfig
+from napari_dfa.data.augment import AugmentConfig, augment_batch
 from napari_dfa.data.images import check_image, check_labels, to_rgb_uint8
+from napari_dfa.data.prefetch import Prefetcher
 from napari_dfa.data.samples import AnnotatedImage, CropSampler, class_pixel_counts
 from napari_dfa.device import describe_device, resolve_device
 from napari_dfa.errors import InputError
@@ -52,9 +53,10 @@ class TrainConfig:
     bias_lr_mult: float = 10.0
     warmup_frac: float = 0.05
     grad_clip: float = 1.0
-    class_balanced: bool = True
+    class_balanced: bool | None = None  # centre class drawn uniformly; None: automatic (True here)
     device: str = "auto"
     seed: int = 0
+    prefetch: int = 2  # batches read ahead in a background thread; 0: read in the training loop
     amp: bool = True
     loss: LossConfig = field(default_factory=LossConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -65,7 +67,11 @@ class TrainConfig:
     bias_init: str | None = None
     bias_learnable: bool | None = None
     reset_bias: bool | None = None
-    model_overrides: dict[str, Any] = field(default_factory=dict)
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"backbone": "timm:tf_efficientnet_lite0"}
+    # a new model's initial encoder weights (safetensors file, or "timm" to download)
+    backbone_weights: str | None = None
+    # keep the encoder's weights fixed; None: frozen iff it holds pretrained weights
+    freeze_encoder: bool | None = None
     # periodic training checkpoints (napari_dfa.train_state) and resuming from one
     checkpoint_every: int = 0
     checkpoint_dir: str | None = None
@@ -173,18 +179,25 @@ def build_start_model(
         if v is not None
     }
     if init is None:
-        mean, std = _image_stats(data)
-        mc = ModelConfig(
-            class_names=list(class_names),
+        from napari_dfa.model.encoders import new_model
+
+        overrides = dict(cfg.model_overrides)
+        backbone = overrides.pop("backbone", "compact")
+        if cfg.backbone_weights is None:  # a pretrained encoder brings its own normalisation
+            mean, std = _image_stats(data)
+            overrides = {"mean": mean, "std": std, **overrides}
+        return new_model(
+            class_names,
+            backbone,
+            cfg.backbone_weights,
             class_colors=list(class_colors) if class_colors else [],
             prior=prior,
             label_values=list(label_values) if label_values else [],
-            mean=mean,
-            std=std,
             **bias,
-            **cfg.model_overrides,
+            **overrides,
         )
-        return DFASegmenter(mc)
+    if cfg.backbone_weights is not None:
+        raise InputError("backbone weights initialise a new model; train from scratch (no starting model) to use them")
     if (
         list(class_names) == list(init.config.class_names)
         and not bias
@@ -284,7 +297,8 @@ def fine_tune(
     prior = frequency_prior(counts)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    sampler = CropSampler(data, k, cfg.crop_size, cfg.class_balanced, cfg.augment, seed=cfg.seed)
+    class_balanced = True if cfg.class_balanced is None else cfg.class_balanced
+    sampler = CropSampler(data, k, cfg.crop_size, class_balanced, cfg.augment, seed=cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     continuing = init is not None and list(class_names) == list(init.config.class_names)
     base_lr = cfg.lr if cfg.lr is not None else (1e-4 if continuing else 1e-3)
@@ -300,10 +314,11 @@ def fine_tune(
             )
         model = model.to(device)
         step, losses, offset, base_lr = state["step"], list(state["losses"]), state["elapsed"], state["base_lr"]
-        sampler.rng.bit_generator.state = state["sampler_rng"]
         gen.set_state(rng_state)
     else:
         model = build_start_model(init, class_names, prior, cfg, data, class_colors, label_values).to(device)
+    frozen = bool(model.config.encoder_weights) if cfg.freeze_encoder is None else cfg.freeze_encoder
+    model.freeze_encoder(frozen)
     groups = _param_groups(model, cfg)
     opt = torch.optim.AdamW(groups, lr=base_lr, weight_decay=cfg.weight_decay)
     if cfg.resume_from:
@@ -317,64 +332,59 @@ def fine_tune(
     t0 = time.perf_counter() - offset
     stopped = "steps"
     first_step = step
-    while step < cfg.steps:
-        elapsed = time.perf_counter() - t0
-        progress = step / cfg.steps
-        if cfg.max_seconds:
-            if elapsed >= cfg.max_seconds:
-                stopped = "time"
-                break
-            progress = max(progress, elapsed / cfg.max_seconds)
-        factor = _lr_factor(progress, cfg.warmup_frac)
-        for g in opt.param_groups:
-            g["lr"] = base_lr * factor * g["lr_mult"]
-        x_np, y_np = sampler.batch(cfg.batch_size)
-        x = torch.from_numpy(x_np).to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
-        y = torch.from_numpy(y_np).to(device, non_blocking=True).long()
-        points, point_labels = sample_points(y, cfg.num_points, gen)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-            out = model(x, points=points)
-        loss = segmentation_loss([lg.float() for lg in out.layer_logits], point_labels, cfg.loss)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if cfg.grad_clip:
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        scaler.step(opt)
-        scaler.update()
-        step += 1
-        losses.append(float(loss.detach()))
-        elapsed = time.perf_counter() - t0
-        if cfg.checkpoint_every and cfg.checkpoint_dir and step % cfg.checkpoint_every == 0:
-            from napari_dfa.train_state import save_train_state
+    # batch i is a function of (seed, i): a resumed run reads on from its step
+    batches = Prefetcher(sampler, cfg.batch_size, start=step, depth=cfg.prefetch)
+    try:
+        while step < cfg.steps:
+            elapsed = time.perf_counter() - t0
+            progress = step / cfg.steps
+            if cfg.max_seconds:
+                if elapsed >= cfg.max_seconds:
+                    stopped = "time"
+                    break
+                progress = max(progress, elapsed / cfg.max_seconds)
+            factor = _lr_factor(progress, cfg.warmup_frac)
+            for g in opt.param_groups:
+                g["lr"] = base_lr * factor * g["lr_mult"]
+            x_np, y_np = batches.next()
+            images = torch.from_numpy(x_np).to(device, non_blocking=True)
+            labs = torch.from_numpy(y_np).to(device, non_blocking=True)
+            x, y = augment_batch(images, labs, cfg.crop_size, cfg.augment, gen)
+            losses.append(_step(model, opt, scaler, x, y, gen, cfg, use_amp, amp_dtype))
+            step += 1
+            elapsed = time.perf_counter() - t0
+            if cfg.checkpoint_every and cfg.checkpoint_dir and step % cfg.checkpoint_every == 0:
+                from napari_dfa.train_state import save_train_state
 
-            state = {
-                "step": step,
-                "elapsed": elapsed,
-                "losses": losses,
-                "base_lr": base_lr,
-                "sampler_rng": sampler.rng.bit_generator.state,
-                "class_names": list(class_names),
-            }
-            save_train_state(cfg.checkpoint_dir, model, opt, state, gen)
-        rate = (elapsed - offset) / max(step - first_step, 1)
-        remaining = (cfg.steps - step) * rate
-        if cfg.max_seconds:
-            remaining = min(remaining, max(cfg.max_seconds - elapsed, 0.0))
-        yield TrainProgress(
-            step=step,
-            total_steps=cfg.steps,
-            loss=losses[-1],
-            bias=tuple(model.focal_bias.bias.detach().cpu().tolist()),
-            bias_init=bias_init,
-            lr=base_lr * factor,
-            elapsed=elapsed,
-            eta=remaining,
-            device=dev_name,
-            model=model,
-        )
+                state = {
+                    "step": step,
+                    "elapsed": elapsed,
+                    "losses": losses,
+                    "base_lr": base_lr,
+                    "class_names": list(class_names),
+                }
+                save_train_state(cfg.checkpoint_dir, model, opt, state, gen)
+            rate = (elapsed - offset) / max(step - first_step, 1)
+            remaining = (cfg.steps - step) * rate
+            if cfg.max_seconds:
+                remaining = min(remaining, max(cfg.max_seconds - elapsed, 0.0))
+            yield TrainProgress(
+                step=step,
+                total_steps=cfg.steps,
+                loss=losses[-1],
+                bias=tuple(model.focal_bias.bias.detach().cpu().tolist()),
+                bias_init=bias_init,
+                lr=base_lr * factor,
+                elapsed=elapsed,
+                eta=remaining,
+                device=dev_name,
+                model=model,
+            )
+    finally:
+        batches.close()
     model.eval()
     elapsed = time.perf_counter() - t0
+    wait = batches.wait_seconds
     summary = {
         "steps": step,
         "elapsed_s": round(elapsed, 2),
@@ -384,11 +394,42 @@ def fine_tune(
         "annotated_pixels": {n: int(c) for n, c in zip(class_names, counts)},
         "device": dev_name,
         "seed": cfg.seed,
+        "class_balanced": class_balanced,
+        "encoder_frozen": frozen,
+        # time the loop waited for batches, and its share of this run's time (a resumed run's own)
+        "data_wait_s": round(wait, 3),
+        "data_wait_fraction": round(wait / max(elapsed - offset, 1e-9), 4),
         "started_from": getattr(init, "source", None) if init is not None else "scratch",
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "train_config": _jsonable(asdict(cfg)),
     }
     return TrainResult(model, step, elapsed, losses[-1] if losses else float("nan"), stopped, losses, summary)
+
+
+def _step(
+    model: DFASegmenter,
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    gen: torch.Generator,
+    cfg: TrainConfig,
+    use_amp: bool,
+    amp_dtype: torch.dtype,
+) -> float:
+    """One optimisation step on an augmented batch; returns its loss."""
+    points, point_labels = sample_points(y, cfg.num_points, gen)
+    with torch.autocast(x.device.type, dtype=amp_dtype, enabled=use_amp):
+        out = model(x, points=points)
+    loss = segmentation_loss([lg.float() for lg in out.layer_logits], point_labels, cfg.loss)
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if cfg.grad_clip:
+        scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    scaler.step(opt)
+    scaler.update()
+    return float(loss.detach())
 
 
 def _jsonable(obj: Any) -> Any:

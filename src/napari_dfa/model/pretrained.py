@@ -81,6 +81,19 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"encoder weights {path} are not a valid safetensors file ({exc})") from exc
 
 
+def weights_provenance(path: str | Path) -> str:
+    """Where a weights file came from: its ``source`` metadata (set by the converter) and
+    its file name."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            source = (fh.metadata() or {}).get("source", "")
+    except Exception:  # unreadable files are reported by read_weights
+        source = ""
+    return f"{source} ({Path(path).name})" if source else Path(path).name
+
+
 def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
     """Load ``state`` into ``module`` (a timm ``features_only`` body) with strict semantics.
 
