@@ -252,6 +252,15 @@ def files(tmp_path, sample):
             "grayscale",
         ),
         (
+            ["train", "--images", "{d}/imgs", "--labels", "{d}/labs", "--out", "{d}/o", "--backbone", "timm:resnet18"],
+            "add --init none",
+        ),
+        (
+            ["train", "--images", "{d}/imgs", "--labels", "{d}/labs", "--out", "{d}/o", "--init", "none"]
+            + ["--backbone", "timm:tf_efficientnet_lite0", "--backbone-weights", "{d}/imgs/a.png"],
+            "safetensors",
+        ),
+        (
             ["evaluate", "--model", "{m}", "--images", "{d}/imgs", "--labels", "{d}/labs", "--ignore-index", "none"],
             "does not know",
         ),

@@ -109,6 +109,11 @@ def cmd_train(args) -> int:
 
     ignore = parse_ignore_index(args.ignore_index)
     classes = _classes_arg(args.classes)
+    if (args.backbone or args.backbone_weights) and str(args.init).lower() != "none":
+        raise DFAError(
+            "--backbone and --backbone-weights build a new model; add --init none "
+            f"(now fine-tuning {args.init!r}, whose encoder is fixed)"
+        )
     init = _load_init(args.init, args.device)
     if classes is None and init is not None:
         classes = list(init.config.class_names)
@@ -128,6 +133,10 @@ def cmd_train(args) -> int:
         seed=args.seed,
         bias_init=args.bias_init,
         bias_learnable=False if args.frozen_bias else None,
+        class_balanced={"auto": None, "yes": True, "no": False}[args.class_balanced],
+        freeze_encoder={"auto": None, "frozen": True, "trained": False}[args.encoder],
+        backbone_weights=args.backbone_weights,
+        model_overrides={"backbone": args.backbone} if args.backbone else {},
         **bias,
     )
     print(f"training on {len(data)} image(s), classes: {', '.join(classes)}", file=sys.stderr)
@@ -271,6 +280,28 @@ def build_parser() -> argparse.ArgumentParser:
         default="plain",
         choices=["plain", "inverse_freq", "median_freq", "effective_number", "focal", "logit_adjust", "cdb"],
         help="loss: plain CE + Dice (default, the DFA recipe) or a class-imbalance baseline",
+    )
+    t.add_argument(
+        "--backbone",
+        help="encoder of a new model (with --init none): 'compact' or 'timm:NAME' (any timm model, e.g. "
+        "timm:tf_efficientnet_lite0)",
+    )
+    t.add_argument(
+        "--backbone-weights",
+        help="initial encoder weights of a new model: a local .safetensors file for that timm model (strict: "
+        "every key must match), or 'timm' to download timm's pretrained weights (needs internet)",
+    )
+    t.add_argument(
+        "--encoder",
+        choices=["auto", "frozen", "trained"],
+        default="auto",
+        help="train the encoder or keep it fixed (auto: frozen when it holds pretrained weights)",
+    )
+    t.add_argument(
+        "--class-balanced",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="draw crops around each class equally often (auto: yes, except for losses that re-weight classes)",
     )
     t.add_argument("--steps", type=int, default=300, help="optimisation steps (default 300)")
     t.add_argument("--max-minutes", type=float, help="wall-time budget in minutes")

@@ -109,6 +109,17 @@ def load_model_job(folder: str | Path | None = None) -> tuple[Any, str]:
     return model, source
 
 
+def new_model_job(backbone: str, weights: str | Path | None = None) -> tuple[Any, str]:
+    """``(model, source)``: an untrained model on ``backbone`` (classes come from the
+    annotations when it is fine-tuned)."""
+    from napari_dfa.model.encoders import new_model
+
+    model = new_model(["class_1", "class_2"], backbone, weights)
+    source = f"new model, {backbone} encoder" + (f" with weights {weights}" if weights else " (random init)")
+    model.source = source
+    return model, source
+
+
 def save_model_job(model: Any, folder: str | Path) -> Path:
     from napari_dfa.checkpoint import save_model
 

@@ -11,14 +11,17 @@ from napari_dfa._widgets._common import default_threads
 
 __all__ = ["TrainOptions"]
 
+ENCODER_MODES = {"auto": None, "frozen": True, "trained": False}
+
 
 class TrainOptions(Container):
-    """Bias placement/init, loss, budgets, crops, device, threads and the live preview."""
+    """Bias placement/init, loss, encoder, budgets, crops, device, threads and the live preview."""
 
     FIELDS = (
         "placement",
         "bias_init",
         "loss",
+        "encoder",
         "device",
         "steps",
         "max_seconds",
@@ -40,6 +43,12 @@ class TrainOptions(Container):
         self.placement = ComboBox(label="bias placement", choices=BIAS_PLACEMENTS, value=mc.bias_placement)
         self.bias_init = ComboBox(label="bias init", choices=BIAS_INITS, value=mc.bias_init)
         self.loss = ComboBox(label="loss", choices=LOSSES, value="plain")
+        self.encoder = ComboBox(
+            label="encoder",
+            choices=tuple(ENCODER_MODES),
+            value="auto",
+            tooltip="train the encoder or keep it fixed (auto: fixed when it holds pretrained weights)",
+        )
         self.device = ComboBox(label="device", choices=DEVICES, value=tc.device)
         self.steps = SpinBox(label="steps", min=1, max=1_000_000, value=tc.steps)
         self.max_seconds = FloatSpinBox(
@@ -68,9 +77,10 @@ class TrainOptions(Container):
         self.extend(
             [
                 row(self.placement, self.bias_init),
-                row(self.loss, self.device),
+                row(self.loss, self.encoder),
+                row(self.device, self.threads),
                 row(self.steps, self.max_seconds),
-                row(self.batch_size, self.crop_size, self.threads),
+                row(self.batch_size, self.crop_size),
                 row(self.preview, self.preview_every),
             ]
         )
@@ -87,4 +97,5 @@ class TrainOptions(Container):
             batch_size=self.batch_size.value,
             crop_size=self.crop_size.value,
             device=self.device.value,
+            freeze_encoder=ENCODER_MODES[self.encoder.value],
         )

@@ -1,5 +1,5 @@
-"""The Model widget: start from the shipped default model or a model folder, save the
-current model, and see its classes and where it came from."""
+"""The Model widget: start from the shipped default model, a model folder or a new model
+on a chosen encoder, save the current model, and see its classes and where it came from."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import html
 from pathlib import Path
 from typing import Any
 
-from magicgui.widgets import Container, FileEdit, Label, PushButton
+from magicgui.widgets import ComboBox, Container, FileEdit, Label, PushButton
 from qtpy.QtCore import Qt
 
 from napari_dfa._widgets._common import notify_error, notify_info, start_task
-from napari_dfa._widgets._jobs import load_model_job, save_model_job
+from napari_dfa._widgets._jobs import load_model_job, new_model_job, save_model_job
 from napari_dfa._widgets.state import ModelState, model_state
 
 __all__ = ["ModelWidget"]
@@ -27,6 +27,17 @@ class ModelWidget(Container):
         self.default_button = PushButton(text="Use the shipped default model")
         self.load_folder = FileEdit(mode="d", label="model folder", nullable=True)
         self.load_button = PushButton(text="Load model folder")
+        from napari_dfa.model.encoders import ENCODER_CHOICES  # Qt-free, no torch import
+
+        self.encoder = ComboBox(label="encoder", choices=ENCODER_CHOICES, value=ENCODER_CHOICES[0])
+        self.encoder_weights = FileEdit(
+            mode="r",
+            label="weights",
+            filter="*.safetensors",
+            nullable=True,
+            tooltip="optional pretrained encoder weights (.safetensors, made for this timm encoder)",
+        )
+        self.new_button = PushButton(text="New model")
         self.save_folder = FileEdit(mode="d", label="save to", nullable=True)
         self.save_button = PushButton(text="Save current model")
         self.info = Label(value="")
@@ -36,6 +47,9 @@ class ModelWidget(Container):
             [
                 self.default_button,
                 Container(widgets=[self.load_folder, self.load_button], layout="horizontal", labels=False),
+                Container(
+                    widgets=[self.encoder, self.encoder_weights, self.new_button], layout="horizontal", labels=False
+                ),
                 Container(widgets=[self.save_folder, self.save_button], layout="horizontal", labels=False),
                 self.info,
             ]
@@ -43,6 +57,7 @@ class ModelWidget(Container):
         self.native.layout().addStretch(1)
         self.default_button.changed.connect(lambda: self.load(None))
         self.load_button.changed.connect(self._load_clicked)
+        self.new_button.changed.connect(self._new_clicked)
         self.save_button.changed.connect(self._save_clicked)
         self.state.connect(self._on_model_changed)
         self._worker = None
@@ -50,7 +65,7 @@ class ModelWidget(Container):
 
     # --- actions --------------------------------------------------------------------
     def _busy(self, busy: bool) -> None:
-        for w in (self.default_button, self.load_button, self.save_button):
+        for w in (self.default_button, self.load_button, self.new_button, self.save_button):
             w.enabled = not busy
 
     def load(self, folder: str | Path | None) -> Any:
@@ -67,6 +82,21 @@ class ModelWidget(Container):
             notify_error("choose a model folder first (a folder with model.safetensors and config.json)")
             return
         self.load(folder)
+
+    def _new_clicked(self) -> Any:
+        """A new, untrained model on the chosen encoder (fine-tuning names its classes)."""
+        weights = self.encoder_weights.value
+        self._busy(True)
+        self.info.value = "building the model ..."
+        self._worker = start_task(
+            new_model_job,
+            self.encoder.value,
+            None if weights is None else str(weights),
+            doing=f"Building a new model on the {self.encoder.value} encoder",
+            on_return=self._loaded,
+            on_done=self._done,
+        )
+        return self._worker
 
     def _loaded(self, result: tuple[Any, str]) -> None:
         model, source = result
@@ -115,6 +145,10 @@ class ModelWidget(Container):
         lines = [f"<b>Current model</b>: {html.escape(d['source'])}"]
         if d.get("folder"):
             lines.append(f"folder: {html.escape(str(d['folder']))}")
+        encoder = f"encoder: {html.escape(d['backbone'])}"
+        if d.get("encoder_weights"):
+            encoder += f" (pretrained: {html.escape(d['encoder_weights'])})"
+        lines.append(encoder)
         bias = f"DFA bias: {d['bias_placement']}, init {d['bias_init']}"
         lines.append(bias + ("" if d["bias_learnable"] else " (frozen)"))
         if d.get("steps"):

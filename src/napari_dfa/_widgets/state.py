@@ -75,6 +75,8 @@ class ModelState:
             "bias_placement": cfg.bias_placement,
             "bias_init": cfg.bias_init,
             "bias_learnable": cfg.bias_learnable,
+            "backbone": getattr(cfg, "backbone", "compact"),
+            "encoder_weights": getattr(cfg, "encoder_weights", ""),
             "steps": summary.get("steps"),
             "final_loss": summary.get("final_loss"),
             "date": summary.get("date"),
