@@ -3,10 +3,11 @@
 Real data (``../shared/data``): wsss4luad (3 tissue classes, "normal" rare) and cpm15
 nuclei (binary, background is a class); k-fold by image (k = 3), several seeds, two
 annotation regimes (``dense`` masks, ``scribbles`` drawn by the project's scribble
-function on ~2 % of labelled pixels). Every method gets the same training budget: the
-same number of optimisation steps of the same batch (``--steps``; measured seconds are
-reported), so results do not depend on how busy the machine was. CDB spends that budget
-over its two stages. Runs are appended to a JSONL file and skipped when rerun, so the
+function on ~2 % of labelled pixels). Every method gets the same training budget: either
+the same number of optimisation steps of the same batch (``--steps``; measured seconds are
+reported; results do not depend on how busy the machine was) or the same wall time
+(``--seconds``: what a user waits for; needs an otherwise idle machine). CDB spends that
+budget over its two stages. Runs are appended to a JSONL file and skipped when rerun, so the
 benchmark can be interrupted and resumed.
 
     python benchmarks/accuracy.py run --datasets wsss4luad cpm15 --regimes dense scribbles \
@@ -16,7 +17,11 @@ benchmark can be interrupted and resumed.
 
 Methods: ``dfa`` is the default DFA configuration; ``plain``..``cdb`` use the same network
 with bias ``none``; ``dfa:<placement>:<init>[:frozen]`` are DFA ablations; ``rf`` is the
-ilastik/APOC-style random forest on scikit-image multiscale features.
+ilastik/APOC-style random forest on scikit-image multiscale features; ``unet`` is a U-Net
+ResNet-18 from scratch and ``unet:lite0`` a U-Net on the ImageNet EfficientNet-Lite0
+encoder (``benchmarks/unet_baseline.py``). A suffix ``+cb`` / ``+nocb`` forces
+class-balanced crop sampling on / off (default: on, except for the losses that re-weight
+classes themselves).
 """
 
 from __future__ import annotations
@@ -51,13 +56,23 @@ def default_dfa() -> tuple[str, str, bool]:
     return ModelConfig.bias_placement, ModelConfig.bias_init, ModelConfig.bias_learnable
 
 
-def start_model(init: str) -> str:
-    """What a run starts from: ``scratch`` or the shipped default model's training date."""
-    if init != "default":
-        return "scratch"
-    from napari_dfa.sample import load_default_model
+def load_init(init: str):
+    """The starting model: ``default`` (shipped), ``none`` (a new model) or a model folder."""
+    if init == "none":
+        return None
+    if init == "default":
+        from napari_dfa.sample import load_default_model
 
-    return load_default_model().training_summary.get("date", "unknown")
+        return load_default_model()
+    from napari_dfa.checkpoint import load_model
+
+    return load_model(init)
+
+
+def start_model(init: str) -> str:
+    """What a run starts from: ``scratch`` or the starting model's training date."""
+    model = load_init(init)
+    return "scratch" if model is None else model.training_summary.get("date", "unknown")
 
 
 def run_key(r: dict) -> tuple:
@@ -103,7 +118,55 @@ def parse_method(method: str):
     raise SystemExit(f"unknown method {method}")
 
 
-def train_and_predict(method, train_imgs, train_labs, test_imgs, classes, steps, seed, batch, crop, init="default"):
+def split_balance(method: str) -> tuple[str, bool | None]:
+    """``"plain+nocb"`` -> ``("plain", False)``; no suffix -> the trainer's automatic choice."""
+    for suffix, value in (("+cb", True), ("+nocb", False)):
+        if method.endswith(suffix):
+            return method[: -len(suffix)], value
+    return method, None
+
+
+def train_and_predict(
+    method,
+    train_imgs,
+    train_labs,
+    test_imgs,
+    classes,
+    steps,
+    seed,
+    batch,
+    crop,
+    init="default",
+    seconds=None,
+    encoder_weights=None,
+):
+    method, balanced = split_balance(method)
+    if method.startswith("unet"):
+        from unet_baseline import unet_fit_predict
+
+        from napari_dfa.model.loss_presets import loss_config
+
+        if not seconds:
+            raise SystemExit("the U-Net rows need a wall-time budget: --seconds")
+        weights = None
+        if method.endswith(":inverse_freq"):
+            method = method.rsplit(":", 1)[0]
+            weights = loss_config("inverse_freq", train_labs, len(classes)).class_weights
+        t0 = time.time()
+        preds, extra = unet_fit_predict(
+            method,
+            train_imgs,
+            train_labs,
+            test_imgs,
+            seconds,
+            seed=seed,
+            batch=batch,
+            crop=crop,
+            class_weights=weights,
+            class_balanced=True if balanced is None else balanced,
+            encoder_weights=encoder_weights,
+        )
+        return preds, time.time() - t0, extra
     if method == "rf":
         from rf_anchor import rf_fit_predict
 
@@ -118,7 +181,9 @@ def train_and_predict(method, train_imgs, train_labs, test_imgs, classes, steps,
 
     loss, placement, bias_init, learnable = parse_method(method)
     cfg = TrainConfig(
-        steps=steps,
+        steps=steps if not seconds else 10**6,
+        max_seconds=seconds,
+        class_balanced=balanced,
         batch_size=batch,
         crop_size=crop,
         seed=seed,
@@ -127,17 +192,15 @@ def train_and_predict(method, train_imgs, train_labs, test_imgs, classes, steps,
         bias_init=bias_init,
         bias_learnable=learnable,
     )
-    start = None
-    if init == "default":
-        from napari_dfa.sample import load_default_model
-
-        start = load_default_model()
+    start = load_init(init)
     torch.manual_seed(seed)
     t0 = time.time()
     res = run_to_end(start_training(train_imgs, train_labs, classes, loss=loss, init=start, config=cfg))
     elapsed = time.time() - t0
     fb = res.model.focal_bias
     extra = {
+        "train_steps": res.steps,
+        "class_balanced": res.summary.get("class_balanced"),
         "bias_init": [round(float(v), 4) for v in fb.bias_init],
         "bias": [round(float(v), 4) for v in fb.bias.detach()],
         "prior": [round(float(v), 5) for v in fb.prior],
@@ -165,6 +228,8 @@ def cmd_run(args) -> None:
             folds = folds_by_image(ids, args.k)
             for regime in args.regimes:
                 for f, test_ids in enumerate(folds):
+                    if args.folds is not None and f not in args.folds:
+                        continue
                     train_ids = [i for i in ids if i not in test_ids]
                     labs = None
                     for method in args.methods:
@@ -184,6 +249,8 @@ def cmd_run(args) -> None:
                             args.batch,
                             args.crop,
                             args.init,
+                            args.seconds,
+                            args.encoder_weights,
                         )
                         s = dataset_scores(preds, [masks[i] for i in test_ids], len(classes), classes)
                         rec = {
@@ -193,6 +260,7 @@ def cmd_run(args) -> None:
                             "fold": f,
                             "seed": seed,
                             "steps": args.steps,
+                            "budget_seconds": args.seconds,
                             "batch": args.batch,
                             "crop": args.crop,
                             "init": args.init,
@@ -232,11 +300,14 @@ def main() -> None:
     r.add_argument("--methods", nargs="+", default=[*BASELINES, "dfa", "rf"])
     r.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     r.add_argument("--k", type=int, default=3)
+    r.add_argument("--folds", nargs="+", type=int, help="run only these folds (default: all k)")
     r.add_argument("--steps", type=int, default=120)
+    r.add_argument("--seconds", type=float, help="wall-time budget per training run (replaces --steps)")
+    r.add_argument("--encoder-weights", help="ImageNet encoder safetensors for unet:lite0")
     r.add_argument("--batch", type=int, default=8)
     r.add_argument("--crop", type=int, default=256)
     r.add_argument("--fraction", type=float, default=0.02)
-    r.add_argument("--init", default="default", help="'default' (shipped model) or 'none' (from scratch)")
+    r.add_argument("--init", default="default", help="'default' (shipped), 'none' (scratch) or a model folder")
     r.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "accuracy.jsonl"))
     r.set_defaults(func=cmd_run)
     p = sub.add_parser("report")

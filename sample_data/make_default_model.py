@@ -38,6 +38,11 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=32)
     ap.add_argument("--out", default=str(HERE / "default_model"))
     ap.add_argument("--placement", default="query", choices=["query", "key", "none"], help="DFA bias placement")
+    ap.add_argument("--backbone", default="compact", help="'compact' or 'timm:NAME'")
+    ap.add_argument(
+        "--encoder-weights",
+        help="initial encoder weights (safetensors from sample_data/encoder_weights.py); the encoder stays frozen",
+    )
     args = ap.parse_args()
     torch.manual_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -47,7 +52,15 @@ def main() -> None:
     ]
     val = [generate_tissue((512, 512), seed=5000 + i) for i in range(4)]
     cfg = TrainConfig(
-        steps=args.steps, batch_size=8, crop_size=256, lr=1e-3, seed=SEED, device="auto", bias_placement=args.placement
+        steps=args.steps,
+        batch_size=8,
+        crop_size=256,
+        lr=1e-3,
+        seed=SEED,
+        device="auto",
+        bias_placement=args.placement,
+        model_overrides={"backbone": args.backbone},
+        backbone_weights=args.encoder_weights,
     )
 
     def show(ev):
