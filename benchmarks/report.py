@@ -17,7 +17,9 @@ def _load(path: Path) -> list[dict]:
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     for r in records:
         start = r.get("start_model", FIRST_DEFAULT_MODEL)
-        if r.get("init") == "default" and start != FIRST_DEFAULT_MODEL:
+        if r.get("init") not in (None, "default", "none"):  # a model folder: name it
+            r["method"] += f" (from {Path(r['init']).name})"
+        elif r.get("init") == "default" and start != FIRST_DEFAULT_MODEL:
             r["method"] += OTHER_MODELS.get(start, f" (from the model of {start})")
     return records
 
