@@ -275,25 +275,8 @@ def fine_tune(
         :class:`TrainResult` with the trained model (eval mode).
     """
     cfg = config or TrainConfig()
-    if class_names is None:
-        if init is not None:
-            class_names = list(init.config.class_names)
-        else:
-            top = max((int(np.asarray(lab).max()) for lab in labels), default=0)
-            class_names = [f"class_{i}" for i in range(1, top + 1)]
+    class_names, data, counts = _annotated_data(images, labels, class_names, init)
     k = len(class_names)
-    if k == 0:
-        raise InputError("no classes: the annotations are empty; paint at least one stroke per class")
-    data = _prepare_data(images, labels, k)
-    counts = class_pixel_counts([d.labels for d in data], k)
-    if counts.sum() == 0:
-        raise InputError("there are no annotations (every label pixel is 0 = unlabeled); paint a few strokes per class")
-    annotated = [n for n, c in zip(class_names, counts) if c > 0]
-    if len(annotated) < 2:
-        raise InputError(
-            f"only {annotated[0] if annotated else 'no class'} has annotations; paint a few strokes of at least "
-            "one other class too (a model learns to tell classes apart from examples of each)"
-        )
     prior = frequency_prior(counts)
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -304,17 +287,9 @@ def fine_tune(
     base_lr = cfg.lr if cfg.lr is not None else (1e-4 if continuing else 1e-3)
     step, losses, offset = 0, [], 0.0
     if cfg.resume_from:
-        from napari_dfa.train_state import load_train_state
-
-        model, opt_state, state, rng_state = load_train_state(cfg.resume_from)
-        if list(model.config.class_names) != list(class_names):
-            raise InputError(
-                f"the training checkpoint {cfg.resume_from} has classes {model.config.class_names}, the "
-                f"annotations {list(class_names)}; resume with the same classes"
-            )
+        model, opt_state, state = _resume(cfg.resume_from, class_names, gen)
         model = model.to(device)
         step, losses, offset, base_lr = state["step"], list(state["losses"]), state["elapsed"], state["base_lr"]
-        gen.set_state(rng_state)
     else:
         model = build_start_model(init, class_names, prior, cfg, data, class_colors, label_values).to(device)
     frozen = bool(model.config.encoder_weights) if cfg.freeze_encoder is None else cfg.freeze_encoder
@@ -323,9 +298,7 @@ def fine_tune(
     opt = torch.optim.AdamW(groups, lr=base_lr, weight_decay=cfg.weight_decay)
     if cfg.resume_from:
         opt.load_state_dict(opt_state)
-    use_amp = cfg.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    use_amp, amp_dtype, scaler = _amp(cfg, device)
     dev_name = describe_device(device)
     bias_init = tuple(model.focal_bias.bias_init.tolist())
     model.train()
@@ -356,36 +329,24 @@ def fine_tune(
             if cfg.checkpoint_every and cfg.checkpoint_dir and step % cfg.checkpoint_every == 0:
                 from napari_dfa.train_state import save_train_state
 
-                state = {
-                    "step": step,
-                    "elapsed": elapsed,
-                    "losses": losses,
-                    "base_lr": base_lr,
-                    "class_names": list(class_names),
-                }
-                save_train_state(cfg.checkpoint_dir, model, opt, state, gen)
-            rate = (elapsed - offset) / max(step - first_step, 1)
-            remaining = (cfg.steps - step) * rate
-            if cfg.max_seconds:
-                remaining = min(remaining, max(cfg.max_seconds - elapsed, 0.0))
-            yield TrainProgress(
-                step=step,
-                total_steps=cfg.steps,
-                loss=losses[-1],
-                bias=tuple(model.focal_bias.bias.detach().cpu().tolist()),
-                bias_init=bias_init,
-                lr=base_lr * factor,
-                elapsed=elapsed,
-                eta=remaining,
-                device=dev_name,
-                model=model,
+                state = {"step": step, "elapsed": elapsed, "losses": losses, "base_lr": base_lr}
+                save_train_state(cfg.checkpoint_dir, model, opt, {**state, "class_names": list(class_names)}, gen)
+            yield _event(
+                cfg, model, step, losses[-1], bias_init, base_lr * factor, elapsed, offset, first_step, dev_name
             )
     finally:
         batches.close()
     model.eval()
     elapsed = time.perf_counter() - t0
-    wait = batches.wait_seconds
-    summary = {
+    run = {"class_balanced": class_balanced, "encoder_frozen": frozen, "wait": batches.wait_seconds}
+    summary = _summary(cfg, init, class_names, counts, losses, step, elapsed, offset, stopped, dev_name, run)
+    return TrainResult(model, step, elapsed, losses[-1] if losses else float("nan"), stopped, losses, summary)
+
+
+def _summary(cfg, init, class_names, counts, losses, step, elapsed, offset, stopped, dev_name, run) -> dict[str, Any]:
+    """The training summary saved with the model."""
+    wait = run["wait"]
+    return {
         "steps": step,
         "elapsed_s": round(elapsed, 2),
         "stopped": stopped,
@@ -394,8 +355,8 @@ def fine_tune(
         "annotated_pixels": {n: int(c) for n, c in zip(class_names, counts)},
         "device": dev_name,
         "seed": cfg.seed,
-        "class_balanced": class_balanced,
-        "encoder_frozen": frozen,
+        "class_balanced": run["class_balanced"],
+        "encoder_frozen": run["encoder_frozen"],
         # time the loop waited for batches, and its share of this run's time (a resumed run's own)
         "data_wait_s": round(wait, 3),
         "data_wait_fraction": round(wait / max(elapsed - offset, 1e-9), 4),
@@ -403,7 +364,73 @@ def fine_tune(
         "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "train_config": _jsonable(asdict(cfg)),
     }
-    return TrainResult(model, step, elapsed, losses[-1] if losses else float("nan"), stopped, losses, summary)
+
+
+def _annotated_data(
+    images: Sequence, labels: Sequence, class_names: Sequence[str] | None, init: DFASegmenter | None
+) -> tuple[list[str], list[AnnotatedImage], np.ndarray]:
+    """Class names (given, the starting model's, or ``class_1..K``), checked training data
+    and annotated pixels per class; :class:`InputError` unless two classes are annotated."""
+    if class_names is None:
+        if init is not None:
+            class_names = list(init.config.class_names)
+        else:
+            top = max((int(np.asarray(lab).max()) for lab in labels), default=0)
+            class_names = [f"class_{i}" for i in range(1, top + 1)]
+    k = len(class_names)
+    if k == 0:
+        raise InputError("no classes: the annotations are empty; paint at least one stroke per class")
+    data = _prepare_data(images, labels, k)
+    counts = class_pixel_counts([d.labels for d in data], k)
+    if counts.sum() == 0:
+        raise InputError("there are no annotations (every label pixel is 0 = unlabeled); paint a few strokes per class")
+    annotated = [n for n, c in zip(class_names, counts) if c > 0]
+    if len(annotated) < 2:
+        raise InputError(
+            f"only {annotated[0] if annotated else 'no class'} has annotations; paint a few strokes of at least "
+            "one other class too (a model learns to tell classes apart from examples of each)"
+        )
+    return list(class_names), data, counts
+
+
+def _event(cfg, model, step, loss, bias_init, lr, elapsed, offset, first_step, dev_name) -> TrainProgress:
+    """The progress event after ``step`` (remaining time from this run's own rate)."""
+    remaining = (cfg.steps - step) * (elapsed - offset) / max(step - first_step, 1)
+    if cfg.max_seconds:
+        remaining = min(remaining, max(cfg.max_seconds - elapsed, 0.0))
+    return TrainProgress(
+        step=step,
+        total_steps=cfg.steps,
+        loss=loss,
+        bias=tuple(model.focal_bias.bias.detach().cpu().tolist()),
+        bias_init=bias_init,
+        lr=lr,
+        elapsed=elapsed,
+        eta=remaining,
+        device=dev_name,
+        model=model,
+    )
+
+
+def _amp(cfg: TrainConfig, device: torch.device) -> tuple[bool, torch.dtype, torch.amp.GradScaler]:
+    """Mixed precision on CUDA: bf16 where supported (no loss scaling), else fp16 with a scaler."""
+    use_amp = cfg.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    return use_amp, amp_dtype, torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+
+
+def _resume(folder: str, class_names: Sequence[str], gen: torch.Generator):
+    """``(model, optimizer state, loop state)`` of a training checkpoint; sets ``gen``."""
+    from napari_dfa.train_state import load_train_state
+
+    model, opt_state, state, rng_state = load_train_state(folder)
+    if list(model.config.class_names) != list(class_names):
+        raise InputError(
+            f"the training checkpoint {folder} has classes {model.config.class_names}, the "
+            f"annotations {list(class_names)}; resume with the same classes"
+        )
+    gen.set_state(rng_state)
+    return model, opt_state, state
 
 
 def _step(
